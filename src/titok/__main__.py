@@ -1,0 +1,3 @@
+from titok.cli import main
+
+main()

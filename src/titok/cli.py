@@ -1,0 +1,163 @@
+"""Command line: a thin layer over `titok.pipeline`, `titok.methods` and `titok.demo`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from titok import __version__
+from titok.errors import TitokError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transplant a LoRA to another base model (TiTok).")
+console = Console(stderr=True)
+
+RunOption = Annotated[Path, typer.Option("--run", help="Run directory made by `titok transplant`.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Redo the stage even if it is up to date.")]
+
+
+def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.INFO)
+    handler = RichHandler(console=console, show_path=False, show_time=False)
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.addHandler(handler)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(file_handler)
+    for noisy in ("transformers", "peft", "accelerate", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@app.callback()
+def _main(quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False) -> None:
+    _setup_logging(quiet)
+
+
+def _stage(name: str, run_dir: Path, force: bool) -> None:
+    from titok.pipeline import STAGES, Run
+
+    run = Run.open(run_dir)
+    _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, run_dir / "run.log")
+    ran = STAGES[name](run, force)
+    console.print(f"{name}: {'done' if ran else 'up to date'} ({run_dir})")
+
+
+@app.command()
+def synth(run: RunOption, force: ForceOption = False) -> None:
+    """Stage 1: the source expert writes and answers synthetic queries."""
+    _stage("synth", run, force)
+
+
+@app.command()
+def score(run: RunOption, force: ForceOption = False) -> None:
+    """Stage 2: contrastive excess of every answer token."""
+    _stage("score", run, force)
+
+
+@app.command("select")
+def select_(run: RunOption, force: ForceOption = False) -> None:
+    """Stage 3: top-M samples by mean excess, top-k% tokens in each."""
+    _stage("select", run, force)
+
+
+@app.command()
+def align(run: RunOption, force: ForceOption = False) -> None:
+    """Stage 4: carry token masks to the target tokenizer."""
+    _stage("align", run, force)
+
+
+@app.command()
+def train(run: RunOption, force: ForceOption = False) -> None:
+    """Stage 5: train the target LoRA on the selected tokens."""
+    _stage("train", run, force)
+
+
+@app.command()
+def transplant(
+    out: Annotated[Path, typer.Option(help="Run directory (created; reruns resume).")],
+    source_base: Annotated[str | None, typer.Option(help="Model the adapter was trained on.")] = None,
+    source_adapter: Annotated[str | None, typer.Option(help="PEFT LoRA directory.")] = None,
+    target_base: Annotated[str | None, typer.Option(help="Model to transplant to.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="JSONL of {query, answer} examples.")] = None,
+    queries: Annotated[str | None, typer.Option(help="JSONL of {query} to label instead of generating.")] = None,
+    method: Annotated[str | None, typer.Option(help="Method (`titok methods`).")] = None,
+    k: Annotated[float | None, typer.Option(help="Share of tokens kept per sample (select.k).")] = None,
+    m: Annotated[int | None, typer.Option(help="Samples kept (select.m).")] = None,
+    pool_factor: Annotated[float | None, typer.Option(help="Pool = pool_factor × m.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML settings; flags override it.")] = None,
+) -> None:
+    """Transplant a LoRA from the source base to the target base (all stages, resumable)."""
+    from titok.config import TransplantConfig, build_config
+    from titok.methods import get_method
+    from titok.pipeline import Run
+    from titok.rundir import RunDir
+
+    flags: dict[str, Any] = {
+        "source_base": source_base, "source_adapter": source_adapter, "target_base": target_base,
+        "seeds": seeds, "queries": queries, "method": method, "seed": seed,
+        "select": {"k": k, "m": m}, "synth": {"pool_factor": pool_factor},
+    }
+    settings = build_config(TransplantConfig, config, flags)
+    _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "run.log")
+    run = Run(settings, RunDir(out))
+    run.save_config()
+    get_method(settings.method).run(run)
+    console.print(f"adapter: {out / 'adapter'}")
+
+
+@app.command()
+def methods() -> None:
+    """List the transplant methods."""
+    from titok.methods import available
+
+    for method in available().values():
+        console.print(f"[bold]{method.name}[/bold]: {method.description}\n    {method.paper}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the demo writes its artifacts.")] = Path("runs/demo"),
+    m: Annotated[int, typer.Option(help="Synthetic samples kept (pool = 2 × m).")] = 40,
+    k: Annotated[float, typer.Option(help="Share of tokens kept per sample.")] = 0.7,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Evaluate on at most this many test examples.")] = None,
+) -> None:
+    """Train a source LoRA on SmolLM2, transplant it to Gemma-3 with TiTok, evaluate all four."""
+    from titok.demo import DemoSettings, format_summary, run_demo
+
+    _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "demo.log")
+    summary = run_demo(DemoSettings(out=out, m=m, k=k, seed=seed, test_limit=limit))
+    print(format_summary(summary))
+
+
+@app.command()
+def version() -> None:
+    """Print titok's version."""
+    print(__version__)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except TitokError as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as error:  # click's usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(2)
+        raise

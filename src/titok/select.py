@@ -1,0 +1,38 @@
+"""Stage 3 (SPEC §2.3): keep the top-M samples by mean excess, then the top-k% tokens in each."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def top_k_mask(values: Sequence[float], k: float, tie_break: Sequence[float] | None = None) -> np.ndarray:
+    """Boolean mask of the floor(k·n) highest values (at least one).
+
+    NaN ranks lowest. Ties are broken by `tie_break` (higher first), then by position.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    n = len(array)
+    mask = np.zeros(n, dtype=bool)
+    if n == 0:
+        return mask
+    keep = max(1, math.floor(k * n + 1e-9))
+    primary = np.where(np.isnan(array), -np.inf, array)
+    secondary = np.zeros(n) if tie_break is None else np.nan_to_num(np.asarray(tie_break, float), nan=-np.inf)
+    # lexsort sorts by the last key first; negate for descending, position keeps it stable.
+    order = np.lexsort((np.arange(n), -secondary, -primary))
+    mask[order[:keep]] = True
+    return mask
+
+
+def rank_samples(mean_excess: Sequence[float], m: int, by_excess: bool, seed: int) -> list[int]:
+    """Indices of the kept samples, in their original order."""
+    indices = list(range(len(mean_excess)))
+    if by_excess:
+        chosen = sorted(indices, key=lambda i: (-mean_excess[i], i))[:m]
+    else:
+        chosen = random.Random(seed).sample(indices, min(m, len(indices)))
+    return sorted(chosen)

@@ -1,0 +1,79 @@
+"""Tiny random models with the real tokenizers of the bundled models (mergekit-style test helpers).
+
+The tokenizers come from the bundled GGUF files, converted once into titok's cache.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import Gemma3TextConfig, Gemma3ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from titok.models import load_tokenizer
+
+
+@cache
+def smol_tokenizer():
+    return load_tokenizer("smollm2-135m")
+
+
+@cache
+def gemma_tokenizer():
+    return load_tokenizer("gemma3-270m")
+
+
+def tiny_llama(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer Llama with SmolLM2's tokenizer, saved as a transformers directory."""
+    tokenizer = smol_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_gemma(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer Gemma-3 with Gemma-3's tokenizer (no chat template), saved as a directory."""
+    tokenizer = gemma_tokenizer()
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=8, max_position_embeddings=512,
+        sliding_window=64, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def random_lora(base_dir: Path, folder: Path, seed: int = 0, r: int = 4) -> Path:
+    """A LoRA with non-zero A and B (so expert and base differ), saved as a PEFT directory."""
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(r=r, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(folder)
+    return folder
+
+
+SEEDS = [
+    {"query": "not ( True ) and ( True ) is", "answer": "False"},
+    {"query": "True and not not ( not False ) is", "answer": "True"},
+    {"query": "not True or ( False and True ) is", "answer": "False"},
+    {"query": "False or not ( True ) and False is", "answer": "False"},
+    {"query": "True or False and not False is", "answer": "True"},
+]
+
+
+def write_seeds(path: Path, rows: list[dict] | None = None) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows or SEEDS))
+    return path
