@@ -9,7 +9,7 @@ from tests.common import random_lora, tiny_gemma, tiny_llama, write_seeds
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Source base (Llama + SmolLM2 tokenizer), its random LoRA, target (Gemma-3 + its tokenizer)."""
+    """Source base (Llama, SmolLM2 tokenizer), its random LoRA, target (Gemma-3, own tokenizer)."""
     root = tmp_path_factory.mktemp("tiny")
     source = tiny_llama(root / "source")
     return {

@@ -12,10 +12,43 @@ from titok.align import align_offsets, token_offsets, transfer_values
 from titok.errors import AlignmentError
 
 PIECES = [
-    "hello", " world", "The", " answer", "is", "42", "(A)", ".", ",", "!", "?",
-    "日本語", "中文", "한국어", "مرحبا", " بالعالم", "שלום", "Привет",
-    "👩\u200d👩\u200d👧", "👍🏽", "🇫🇷", "😀", "e\u0301", "a\u0308\u0323", "ñ",
-    " ", "  ", "   ", "\t", "\n", "\n\n", " \n ", "\r\n", "▁", "_", "“quoted”", "ﬁ",
+    "hello",
+    " world",
+    "The",
+    " answer",
+    "is",
+    "42",
+    "(A)",
+    ".",
+    ",",
+    "!",
+    "?",
+    "日本語",
+    "中文",
+    "한국어",
+    "مرحبا",
+    " بالعالم",
+    "שלום",
+    "Привет",
+    "👩\u200d👩\u200d👧",
+    "👍🏽",
+    "🇫🇷",
+    "😀",
+    "e\u0301",
+    "a\u0308\u0323",
+    "ñ",
+    " ",
+    "  ",
+    "   ",
+    "\t",
+    "\n",
+    "\n\n",
+    " \n ",
+    "\r\n",
+    "▁",
+    "_",
+    "“quoted”",
+    "ﬁ",
 ]
 mixed_text = st.lists(
     st.one_of(st.sampled_from(PIECES), st.text(min_size=1, max_size=3)), min_size=1, max_size=40
@@ -67,11 +100,16 @@ def oracle(src_offsets, tgt_offsets, values):
     return out
 
 
-PAIRS = [("smol→gemma", smol_tokenizer, gemma_tokenizer), ("gemma→smol", gemma_tokenizer, smol_tokenizer)]
+PAIRS = [
+    ("smol→gemma", smol_tokenizer, gemma_tokenizer),
+    ("gemma→smol", gemma_tokenizer, smol_tokenizer),
+]
 
 
 @pytest.mark.parametrize(("name", "source", "target"), PAIRS)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=mixed_text, data=st.data())
 def test_matches_oracle_with_full_coverage(name, source, target, text, data):
     src_tok, tgt_tok = source(), target()

@@ -186,7 +186,7 @@ def transfer_values(
     target_tokenizer: PreTrainedTokenizerBase,
     source_values: Sequence[float] | np.ndarray,
 ) -> np.ndarray:
-    """One value per token of `target_tokenizer(text)` from one per token of `source_tokenizer(text)`.
+    """One value per target token of `text` from one value per source token.
 
     Both tokenizations are taken without special tokens. Target tokens that cover no text, or text
     that the source tokenizer dropped, get NaN (see `align_offsets` for the counts).

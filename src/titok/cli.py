@@ -14,11 +14,17 @@ from rich.logging import RichHandler
 from titok import __version__
 from titok.errors import TitokError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transplant a LoRA to another base model (TiTok).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Transplant a LoRA to another base model (TiTok).",
+)
 console = Console(stderr=True)
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory made by `titok transplant`.")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Redo the stage even if it is up to date.")]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Redo the stage even if it is up to date.")
+]
 
 
 def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
@@ -31,14 +37,18 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
         root.addHandler(file_handler)
     for noisy in ("transformers", "peft", "accelerate", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 @app.callback()
-def _main(quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False) -> None:
+def _main(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
     _setup_logging(quiet)
 
 
@@ -84,13 +94,19 @@ def train(run: RunOption, force: ForceOption = False) -> None:
 @app.command()
 def transplant(
     out: Annotated[Path, typer.Option(help="Run directory (created; reruns resume).")],
-    source_base: Annotated[str | None, typer.Option(help="Model the adapter was trained on.")] = None,
+    source_base: Annotated[
+        str | None, typer.Option(help="Model the adapter was trained on.")
+    ] = None,
     source_adapter: Annotated[str | None, typer.Option(help="PEFT LoRA directory.")] = None,
     target_base: Annotated[str | None, typer.Option(help="Model to transplant to.")] = None,
     seeds: Annotated[str | None, typer.Option(help="JSONL of {query, answer} examples.")] = None,
-    queries: Annotated[str | None, typer.Option(help="JSONL of {query} to label instead of generating.")] = None,
+    queries: Annotated[
+        str | None, typer.Option(help="JSONL of {query} to label instead of generating.")
+    ] = None,
     method: Annotated[str | None, typer.Option(help="Method (`titok methods`).")] = None,
-    k: Annotated[float | None, typer.Option(help="Share of tokens kept per sample (select.k).")] = None,
+    k: Annotated[
+        float | None, typer.Option(help="Share of tokens kept per sample (select.k).")
+    ] = None,
     m: Annotated[int | None, typer.Option(help="Samples kept (select.m).")] = None,
     pool_factor: Annotated[float | None, typer.Option(help="Pool = pool_factor × m.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
@@ -103,9 +119,15 @@ def transplant(
     from titok.rundir import RunDir
 
     flags: dict[str, Any] = {
-        "source_base": source_base, "source_adapter": source_adapter, "target_base": target_base,
-        "seeds": seeds, "queries": queries, "method": method, "seed": seed,
-        "select": {"k": k, "m": m}, "synth": {"pool_factor": pool_factor},
+        "source_base": source_base,
+        "source_adapter": source_adapter,
+        "target_base": target_base,
+        "seeds": seeds,
+        "queries": queries,
+        "method": method,
+        "seed": seed,
+        "select": {"k": k, "m": m},
+        "synth": {"pool_factor": pool_factor},
     }
     settings = build_config(TransplantConfig, config, flags)
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "run.log")
@@ -126,11 +148,15 @@ def methods() -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Where the demo writes its artifacts.")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option(help="Where the demo writes its artifacts.")] = Path(
+        "runs/demo"
+    ),
     m: Annotated[int, typer.Option(help="Synthetic samples kept (pool = 2 × m).")] = 40,
     k: Annotated[float, typer.Option(help="Share of tokens kept per sample.")] = 0.7,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    limit: Annotated[int | None, typer.Option(help="Evaluate on at most this many test examples.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate on at most this many test examples.")
+    ] = None,
 ) -> None:
     """Train a source LoRA on SmolLM2, transplant it to Gemma-3 with TiTok, evaluate all four."""
     from titok.demo import DemoSettings, format_summary, run_demo

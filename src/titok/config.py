@@ -26,6 +26,12 @@ class SynthConfig(_Settings):
         description="Task instruction put before the few-shot seeds when asking for a new query; "
         "default: a generic line asking for one more question like the examples.",
     )
+    query_prompt: Literal["chat", "continue"] = Field(
+        "chat",
+        description="'chat': ask for a new query in a user turn of the chat template; 'continue': "
+        "let the model continue a plain numbered list of the seeds (the query ends at the first "
+        "blank line). 'continue' suits base models and small experts that answer every turn.",
+    )
     pool_factor: float = Field(2.0, ge=1.0, description="Pool size = pool_factor × select.m.")
     few_shot: int = Field(5, ge=1, description="Seeds shown (shuffled) in each query request.")
     temperature: float = Field(1.0, gt=0.0, description="Sampling temperature for queries.")
@@ -40,8 +46,10 @@ class SynthConfig(_Settings):
     rouge_threshold: float = Field(0.7, gt=0.0, le=1.0, description="ROUGE-L F cut-off.")
     batch_size: int = Field(16, ge=1, description="Sequences generated per forward batch.")
     max_rounds: int = Field(
-        8, ge=1, description="Give up after this many generation rounds of batch_size queries "
-        "beyond the pool size (when the filter rejects too many)."
+        8,
+        ge=1,
+        description="Give up after this many generation rounds of batch_size queries "
+        "beyond the pool size (when the filter rejects too many).",
     )
 
 
@@ -56,6 +64,11 @@ class SelectConfig(_Settings):
 
     m: int = Field(250, ge=1, description="Samples kept (paper: BBH 250, MMLU 90, LaMP 200).")
     k: float = Field(0.7, gt=0.0, le=1.0, description="Share of answer tokens kept per sample.")
+    end_token: Literal["always", "rank"] = Field(
+        "always",
+        description="'always': the end-of-answer token is always trained and the top-k runs "
+        "over the answer's text tokens; 'rank': it is ranked with them by its excess.",
+    )
     sample_filter: bool = Field(
         True, description="Rank samples by mean excess; false keeps a random M (ablation)."
     )
@@ -148,7 +161,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from error
+        raise ConfigError(
+            f"{where}: not valid YAML ({getattr(error, 'problem', error)})"
+        ) from error
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a mapping of settings, got {type(data).__name__}")
     return data

@@ -43,5 +43,9 @@ class GenerationError(TitokError):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ' (did you mean ...?)' suffix for a typo, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    options = list(choices)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close:  # "top_k" for "k", "learning_rate" for "lr"-style near misses by word parts
+        parts = set(word.lower().replace("-", "_").split("_"))
+        close = [option for option in options if option.lower() in parts]
     return f" (did you mean '{close[0]}'?)" if close else ""

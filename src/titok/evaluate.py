@@ -60,16 +60,27 @@ def evaluate_model(
     answers = sorted({ex.answer for ex in examples}) if choices is None else list(choices)
     prompts = [fmt.prompt_ids(tokenizer, ex.query) for ex in examples]
     outputs = generate(
-        model, prompts, pad_id=tokenizer.pad_token_id, stop_ids=fmt.end_ids,
-        max_new_tokens=max_new_tokens, batch_size=batch_size, seed=0, desc=desc,
+        model,
+        prompts,
+        pad_id=tokenizer.pad_token_id,
+        stop_ids=fmt.end_ids,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=0,
+        desc=desc,
     )
     predictions = []
-    for example, ids in zip(examples, outputs):
+    for example, ids in zip(examples, outputs, strict=True):
         raw = tokenizer.decode(ids, skip_special_tokens=True)
         extracted = extract_answer(raw, answers)
-        predictions.append({
-            "input": example.query, "output": raw, "extracted": extracted,
-            "target": example.answer, "correct": extracted == example.answer,
-        })
+        predictions.append(
+            {
+                "input": example.query,
+                "output": raw,
+                "extracted": extracted,
+                "target": example.answer,
+                "correct": extracted == example.answer,
+            }
+        )
     accuracy, stderr = accuracy_stderr([p["correct"] for p in predictions])
     return EvalResult(accuracy, stderr, len(predictions), predictions)

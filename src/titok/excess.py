@@ -22,7 +22,10 @@ def scored_sequences(
 ) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, answer ids + end-of-answer ids) per sample, as the expert would see them."""
     return [
-        (fmt.prompt_ids(tokenizer, s.query), fmt.answer_ids(tokenizer, s.answer) + list(fmt.end_ids))
+        (
+            fmt.prompt_ids(tokenizer, s.query),
+            fmt.answer_ids(tokenizer, s.answer) + list(fmt.end_ids),
+        )
         for s in samples
     ]
 
@@ -35,7 +38,11 @@ def contrastive_excess(
     batch_size: int,
 ) -> list[np.ndarray]:
     """Per-token excess for the answer part of each (prompt, answer) pair."""
-    with_adapter = answer_logprobs(expert, pairs, pad_id=pad_id, batch_size=batch_size, desc="excess: expert")
+    with_adapter = answer_logprobs(
+        expert, pairs, pad_id=pad_id, batch_size=batch_size, desc="excess: expert"
+    )
     with expert.disable_adapter():
-        without = answer_logprobs(expert, pairs, pad_id=pad_id, batch_size=batch_size, desc="excess: base")
-    return [(a - b).numpy().astype(np.float64) for a, b in zip(with_adapter, without)]
+        without = answer_logprobs(
+            expert, pairs, pad_id=pad_id, batch_size=batch_size, desc="excess: base"
+        )
+    return [(a - b).numpy().astype(np.float64) for a, b in zip(with_adapter, without, strict=True)]

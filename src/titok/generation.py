@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +40,8 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     desc: str = "generating",
+    stop_strings: Sequence[str] = (),
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> list[list[int]]:
     """New tokens for each prompt, cut at the first stop id (which is not included).
 
@@ -48,10 +50,14 @@ def generate(
     outputs: list[list[int]] = [[] for _ in prompts]
     batches = _length_batches([len(p) for p in prompts], batch_size)
     stops = set(stop_ids)
-    for number, batch in enumerate(tqdm(batches, desc=desc, unit="batch", leave=False)):
+    for number, batch in enumerate(
+        tqdm(batches, desc=desc, unit="batch", leave=False, disable=None)
+    ):
         ids, mask = left_pad([prompts[i] for i in batch], pad_id)
         torch.manual_seed(seed * 100_003 + number)
-        extra = {"temperature": temperature, "top_p": top_p, "top_k": 0} if sample else {}
+        extra: dict = {"temperature": temperature, "top_p": top_p, "top_k": 0} if sample else {}
+        if stop_strings:
+            extra.update(stop_strings=list(stop_strings), tokenizer=tokenizer)
         generated = model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -84,7 +90,9 @@ def answer_logprobs(
     """
     results: list[torch.Tensor] = [torch.empty(0) for _ in pairs]
     lengths = [len(p) + len(a) for p, a in pairs]
-    for batch in tqdm(_length_batches(lengths, batch_size), desc=desc, unit="batch", leave=False):
+    for batch in tqdm(
+        _length_batches(lengths, batch_size), desc=desc, unit="batch", leave=False, disable=None
+    ):
         ids, mask = left_pad([list(pairs[i][0]) + list(pairs[i][1]) for i in batch], pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         keep = max(len(pairs[i][1]) for i in batch) + 1

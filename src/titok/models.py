@@ -18,7 +18,12 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from titok.errors import AdapterError, ModelError, did_you_mean
 
@@ -185,7 +190,9 @@ def check_adapter_fits(adapter_dir: str | Path, model: PreTrainedModel) -> dict:
             continue
         if not isinstance(module, torch.nn.Linear):
             continue
-        expected = (shape[0], module.in_features) if ".lora_A." in key else (module.out_features, shape[1])
+        expected = (
+            (shape[0], module.in_features) if ".lora_A." in key else (module.out_features, shape[1])
+        )
         if shape != expected:
             problems.append(f"{key}: shape {list(shape)}, the base's layer needs {list(expected)}")
     if problems:

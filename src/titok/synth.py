@@ -20,14 +20,40 @@ from titok.prompts import PromptFormat
 log = logging.getLogger(__name__)
 
 DEFAULT_INSTRUCTION = "Here are examples of questions from one task."
-REQUEST = "Write one new question for this task, in the same format as the examples. Reply with the question only."
+REQUEST = (
+    "Write one new question for this task, in the same format as the examples. "
+    "Reply with the question only."
+)
 
 
-def query_request(seeds: Sequence[Example], instruction: str | None, rng: random.Random, shots: int) -> str:
-    """The user message that asks for one new query; seeds are shuffled per request."""
+def query_request(
+    seeds: Sequence[Example], instruction: str | None, rng: random.Random, shots: int
+) -> tuple[str, int]:
+    """The seeds (shuffled per request) as a numbered list under the instruction, and its length."""
     shown = rng.sample(list(seeds), min(shots, len(seeds)))
     examples = "\n\n".join(f"Example {n}:\n{ex.query}" for n, ex in enumerate(shown, start=1))
-    return f"{instruction or DEFAULT_INSTRUCTION}\n\n{examples}\n\n{REQUEST}"
+    return f"{instruction or DEFAULT_INSTRUCTION}\n\n{examples}", len(shown)
+
+
+def query_prompt_ids(
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: PromptFormat,
+    config: SynthConfig,
+    seeds: Sequence[Example],
+    rng: random.Random,
+) -> list[int]:
+    """Token ids of one request for a new query, in the configured style."""
+    listing, shown = query_request(seeds, config.instruction, rng, config.few_shot)
+    if config.query_prompt == "chat":
+        return fmt.prompt_ids(tokenizer, f"{listing}\n\n{REQUEST}")
+    return list(tokenizer(f"{listing}\n\nExample {shown + 1}:\n")["input_ids"])
+
+
+def clean_query(text: str, style: str) -> str:
+    """A continued list runs on past the query: keep the text before the first blank line."""
+    if style == "continue":
+        text = text.strip().split("\n\n", 1)[0]
+    return text.strip()
 
 
 class DiversityFilter:
@@ -46,7 +72,10 @@ class DiversityFilter:
         self._vocab: dict[str, int] = {}
 
     def _ids(self, text: str) -> list[int]:
-        return [self._vocab.setdefault(tok, len(self._vocab)) for tok in rouge_tokenize.tokenize(text, None)]
+        return [
+            self._vocab.setdefault(tok, len(self._vocab))
+            for tok in rouge_tokenize.tokenize(text, None)
+        ]
 
     def max_rouge_l(self, text: str) -> float:
         tokens = self._ids(text)
@@ -99,16 +128,26 @@ def generate_queries(
             if rounds > config.max_rounds:
                 break
         count = max(config.batch_size, min(missing, 4 * config.batch_size))
-        requests = [fmt.prompt_ids(tokenizer, query_request(seeds, config.instruction, rng, config.few_shot)) for _ in range(count)]
+        requests = [query_prompt_ids(tokenizer, fmt, config, seeds, rng) for _ in range(count)]
+        continuing = config.query_prompt == "continue"
         outputs = generate(
-            model, requests, pad_id=tokenizer.pad_token_id, stop_ids=fmt.end_ids,
-            max_new_tokens=config.max_query_tokens, batch_size=config.batch_size,
-            seed=seed + drawn, sample=True, temperature=config.temperature, top_p=config.top_p,
+            model,
+            requests,
+            pad_id=tokenizer.pad_token_id,
+            stop_ids=fmt.end_ids,
+            max_new_tokens=config.max_query_tokens,
+            batch_size=config.batch_size,
+            seed=seed + drawn,
+            sample=True,
+            temperature=config.temperature,
+            top_p=config.top_p,
             desc=f"queries {len(keep.kept) - n_seeds}/{pool_size}",
+            stop_strings=("\n\n",) if continuing else (),
+            tokenizer=tokenizer,
         )
         drawn += count
         for ids in outputs:
-            text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            text = clean_query(tokenizer.decode(ids, skip_special_tokens=True), config.query_prompt)
             if len(keep.kept) - n_seeds < pool_size:
                 keep.offer(text)
     queries = keep.kept[n_seeds:]
@@ -133,8 +172,13 @@ def label_queries(
     """The expert's greedy answer to each query, formatted as at inference time."""
     prompts = [fmt.prompt_ids(tokenizer, query) for query in queries]
     outputs = generate(
-        model, prompts, pad_id=tokenizer.pad_token_id, stop_ids=fmt.end_ids,
-        max_new_tokens=config.max_answer_tokens, batch_size=config.batch_size, seed=seed,
+        model,
+        prompts,
+        pad_id=tokenizer.pad_token_id,
+        stop_ids=fmt.end_ids,
+        max_new_tokens=config.max_answer_tokens,
+        batch_size=config.batch_size,
+        seed=seed,
         desc="answers",
     )
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
@@ -155,7 +199,7 @@ def synthesize(
     else:
         queries, figures = generate_queries(model, tokenizer, fmt, seeds, config, pool_size, seed)
     answers = label_queries(model, tokenizer, fmt, queries, config, seed)
-    samples = [Example(q, a) for q, a in zip(queries, answers) if a]
+    samples = [Example(q, a) for q, a in zip(queries, answers, strict=True) if a]
     if not samples:
         raise GenerationError("the source expert gave an empty answer to every query")
     figures["samples"] = len(samples)

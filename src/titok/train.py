@@ -52,11 +52,15 @@ def collate(batch: Sequence[TrainExample], pad_id: int) -> dict[str, torch.Tenso
         sequence = ex.prompt_ids + ex.answer_ids
         ids[row, : len(sequence)] = torch.tensor(sequence)
         mask[row, : len(sequence)] = 1
-        weights[row, len(ex.prompt_ids) : len(sequence)] = torch.tensor(ex.weights, dtype=torch.float32)
+        weights[row, len(ex.prompt_ids) : len(sequence)] = torch.tensor(
+            ex.weights, dtype=torch.float32
+        )
     return {"input_ids": ids, "attention_mask": mask, "weights": weights}
 
 
-def weighted_nll(logits: torch.Tensor, input_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def weighted_nll(
+    logits: torch.Tensor, input_ids: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """Weighted mean NLL of each token given its prefix; weights belong to the predicted tokens."""
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     token_logprobs = logprobs.gather(-1, input_ids[:, 1:, None])[..., 0]
@@ -95,12 +99,14 @@ def train_lora(
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = max(1, math.ceil(steps_per_epoch * config.epochs))
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total), total)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(config.warmup_ratio * total), total
+    )
     rng = random.Random(seed)
     order: list[int] = []
     losses: list[float] = []
     started = time.perf_counter()
-    progress = tqdm(range(total), desc=desc, unit="step", leave=False)
+    progress = tqdm(range(total), desc=desc, unit="step", leave=False, disable=None)
     for step in progress:
         if len(order) < config.batch_size:
             epoch = list(range(len(data)))
@@ -108,7 +114,9 @@ def train_lora(
             order += epoch
         batch, order = [data[i] for i in order[: config.batch_size]], order[config.batch_size :]
         inputs = collate(batch, pad_id)
-        logits = peft_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        logits = peft_model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).logits
         loss = weighted_nll(logits, inputs["input_ids"], inputs["weights"])
         if not torch.isfinite(loss):
             raise TrainingError(f"the loss became {loss.item()} at step {step + 1}; lower train.lr")

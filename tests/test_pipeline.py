@@ -1,0 +1,126 @@
+"""The transplant pipeline end to end on tiny random models with the real tokenizers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from titok.config import TransplantConfig
+from titok.errors import AdapterError
+from titok.methods import get_method
+from titok.pipeline import Run
+from titok.rundir import RunDir
+
+TINY = {
+    "synth": {"max_query_tokens": 8, "max_answer_tokens": 6, "batch_size": 8, "pool_factor": 2},
+    "select": {"m": 4, "k": 0.7},
+    "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3},
+}
+
+
+def make_run(models: dict[str, Path], out: Path, **changes) -> Run:
+    settings = {
+        "source_base": str(models["source"]),
+        "source_adapter": str(models["adapter"]),
+        "target_base": str(models["target"]),
+        "seeds": str(models["seeds"]),
+        **TINY,
+    }
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            settings[section] = {**settings[section], name: value}
+        else:
+            settings[key] = value
+    run = Run(TransplantConfig.model_validate(settings), RunDir(out))
+    run.save_config()
+    return run
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_models, tmp_path_factory) -> Run:
+    run = make_run(tiny_models, tmp_path_factory.mktemp("run") / "run")
+    get_method("titok").run(run)
+    return run
+
+
+def test_transplant_writes_a_loadable_adapter_with_a_model_card(finished_run, tiny_models):
+    adapter = finished_run.run_dir.path("adapter")
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_models["target"]), adapter
+    )
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    card = (adapter / "README.md").read_text()
+    assert str(tiny_models["source"]) in card and str(tiny_models["target"]) in card
+    assert "titok" in card and "plain template" in card
+
+
+def test_artifacts_follow_the_selection_rules(finished_run):
+    root = finished_run.run_dir.root
+    pool, selected, target = (
+        rows(root / "scored.jsonl"),
+        rows(root / "selected.jsonl"),
+        rows(root / "target.jsonl"),
+    )
+    assert len(pool) >= len(selected) == 4
+    kept_means = sorted((r["mean_excess"] for r in selected), reverse=True)
+    assert kept_means == sorted((r["mean_excess"] for r in pool), reverse=True)[:4]
+    for row in selected:  # top 70% of the text tokens, plus the end-of-answer token
+        n_text = len(row["excess"]) - row["n_end"]
+        assert len(row["excess"]) == len(row["source_ids"]) == len(row["source_mask"])
+        assert sum(row["source_mask"]) == max(1, math.floor(0.7 * n_text)) + row["n_end"]
+        assert row["source_mask"][-1] == 1
+    for row in target:  # the target's plain template closes answers with one eos token
+        assert sum(row["target_mask"]) == max(1, math.floor(0.7 * (len(row["target_ids"]) - 1))) + 1
+    alignment = json.loads((root / "alignment.json").read_text())
+    assert alignment["coverage"] == 1.0
+    assert not list(root.glob(".*")), "temporary files left in the run directory"
+
+
+def test_rerun_skips_finished_stages_and_a_changed_k_reruns_from_align(finished_run, tiny_models):
+    root = finished_run.run_dir.root
+    again = make_run(tiny_models, root)
+    get_method("titok").run(again)
+    assert set(again.timings.values()) == {0.0}
+    changed = make_run(tiny_models, root, select__k=0.3)
+    get_method("titok").run(changed)
+    ran = {stage for stage, seconds in changed.timings.items() if seconds > 0}
+    assert ran == {"select", "align", "train"}
+    for row in rows(root / "target.jsonl"):
+        assert sum(row["target_mask"]) == max(1, math.floor(0.3 * (len(row["target_ids"]) - 1))) + 1
+
+
+def test_external_queries_are_labelled_not_generated(tiny_models, tmp_path):
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"query": f"True and {i} is"}) + "\n" for i in range(6)))
+    run = make_run(tiny_models, tmp_path / "run", queries=str(queries))
+    from titok.pipeline import stage_synth
+
+    stage_synth(run)
+    made = rows(tmp_path / "run" / "synthetic.jsonl")
+    assert {r["query"] for r in made} <= {f"True and {i} is" for i in range(6)}
+    assert run.run_dir.manifest("synth")["figures"]["queries_external"] == 6
+
+
+def test_adapter_of_another_base_is_refused_before_any_generation(tiny_models, tmp_path):
+    from tests.common import random_lora, tiny_gemma
+
+    other = random_lora(tiny_models["source"], tmp_path / "adapter")
+    run = make_run(
+        tiny_models,
+        tmp_path / "run",
+        source_base=str(tiny_gemma(tmp_path / "g")),
+        source_adapter=str(other),
+    )
+    with pytest.raises(AdapterError, match="does not fit the source base"):
+        _ = run.expert
+    assert not (tmp_path / "run" / "synthetic.jsonl").exists()

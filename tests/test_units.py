@@ -1,0 +1,162 @@
+"""Small pieces: settings, data files, selection, the loss, the diversity filter."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from rouge_score import rouge_scorer
+
+from titok.config import TransplantConfig, build_config
+from titok.data import Example, pick_seeds, read_bbh, read_seeds, split
+from titok.errors import ConfigError, DataError
+from titok.select import rank_samples, top_k_mask
+from titok.synth import DiversityFilter
+from titok.train import TrainExample, collate, weighted_nll
+
+REQUIRED = {"source_base": "a", "source_adapter": "b", "target_base": "c", "seeds": "d"}
+BBH = "../shared/data/bbh"
+
+
+def test_flags_override_yaml_override_defaults(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("select:\n  k: 0.5\n  m: 10\ntrain:\n  lr: 0.001\n")
+    config = build_config(TransplantConfig, path, {**REQUIRED, "select": {"k": 0.3, "m": None}})
+    assert (config.select.k, config.select.m, config.train.lr, config.train.r) == (
+        0.3,
+        10,
+        0.001,
+        8,
+    )
+
+
+def test_unknown_key_says_did_you_mean(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("select:\n  top_k: 0.5\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'select.top_k'.*did you mean 'k'"):
+        build_config(TransplantConfig, path, REQUIRED)
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("select:\n  k: [0.5\n")
+    with pytest.raises(ConfigError, match=r"run.yaml:\d+: not valid YAML"):
+        build_config(TransplantConfig, path, REQUIRED)
+
+
+def test_out_of_range_and_unknown_method():
+    with pytest.raises(ConfigError, match=r"select\.k"):
+        build_config(TransplantConfig, None, {**REQUIRED, "select": {"k": 1.5}})
+    with pytest.raises(ConfigError, match="did you mean 'titok'"):
+        build_config(TransplantConfig, None, {**REQUIRED, "method": "titk"})
+
+
+def test_seed_file_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "seeds.jsonl"
+    path.write_text('{"query": "q", "answer": "a"}\n{"query": "q2"}\n')
+    with pytest.raises(DataError, match=r"seeds.jsonl:2: field 'answer'"):
+        read_seeds(path)
+    path.write_text('{"query": "q", "answer": "a"}\nnot json\n')
+    with pytest.raises(DataError, match=r"seeds.jsonl:2: not valid JSON"):
+        read_seeds(path)
+    path.write_text('{"query": "q", "answer": "a"}\n{"query": "q", "answer": "a"}\n')
+    with pytest.raises(DataError, match="1 distinct seed"):
+        read_seeds(path)
+
+
+def test_split_is_deterministic_disjoint_and_seeds_come_from_train():
+    examples = read_bbh(f"{BBH}/navigate.json")
+    train, test = split(examples, 0.1, seed=0)
+    assert (train, test) == split(examples, 0.1, seed=0)
+    assert len(train) + len(test) == len(examples) and len(test) == 25
+    assert not {e.query for e in train} & {e.query for e in test}
+    assert set(pick_seeds(train, 5, 0)) <= set(train)
+
+
+def test_bad_bbh_file(tmp_path):
+    path = tmp_path / "task.json"
+    path.write_text('{"rows": []}')
+    with pytest.raises(DataError, match="not a BBH task file"):
+        read_bbh(path)
+
+
+def test_top_k_mask_rules():
+    assert top_k_mask([0.1, 0.5, 0.3], 0.7).tolist() == [False, True, True]  # floor(2.1) = 2
+    assert top_k_mask([0.1, 0.5, 0.3, 0.2], 0.5).tolist() == [False, True, True, False]
+    assert top_k_mask([0.1], 0.1).tolist() == [True]  # at least one
+    assert top_k_mask([np.nan, 0.0, -1.0], 0.34).tolist() == [False, True, False]  # NaN lowest
+    assert top_k_mask([1.0, 1.0, 1.0], 0.34, tie_break=[0.0, 5.0, 1.0]).tolist() == [
+        False,
+        True,
+        False,
+    ]
+    for n in range(1, 30):
+        assert top_k_mask(np.random.rand(n), 0.7).sum() == max(1, math.floor(0.7 * n))
+
+
+def test_rank_samples_keeps_top_m_or_random_m():
+    assert rank_samples([0.1, 0.9, 0.5, 0.7], 2, True, 0) == [1, 3]
+    random_pick = rank_samples([0.1, 0.9, 0.5, 0.7], 2, False, 0)
+    assert len(random_pick) == 2 and random_pick == rank_samples([0.1, 0.9, 0.5, 0.7], 2, False, 0)
+
+
+def test_weighted_nll_equals_cross_entropy_on_selected_tokens():
+    torch.manual_seed(0)
+    batch = collate(
+        [
+            TrainExample([1, 2, 3], [4, 5, 6], [1.0, 0.0, 1.0]),
+            TrainExample([7], [8, 9], [1.0, 1.0]),
+        ],
+        pad_id=0,
+    )
+    logits = torch.randn(2, batch["input_ids"].shape[1], 10)
+    loss = weighted_nll(logits, batch["input_ids"], batch["weights"])
+    picked = [(0, 2, 4), (0, 4, 6), (1, 0, 8), (1, 1, 9)]  # (row, predicting position, token)
+    expected = torch.stack(
+        [
+            torch.nn.functional.cross_entropy(logits[r, p][None], torch.tensor([t]))
+            for r, p, t in picked
+        ]
+    ).mean()
+    assert torch.allclose(loss, expected)
+
+
+def test_diversity_filter_rouge_equals_rouge_score():
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    texts = [
+        "not True and False is",
+        "not True and True is",
+        "the cat sat on the mat",
+        "True or False is",
+    ]
+    keep = DiversityFilter("rouge", 0.7)
+    keep.offer(texts[0])
+    for text in texts[1:]:
+        expected = scorer.score(texts[0], text)["rougeL"].fmeasure
+        assert keep.max_rouge_l(text) == pytest.approx(expected)
+    assert not keep.offer("not True and True is")  # 0.8 ≥ 0.7
+    assert keep.offer("the cat sat on the mat")
+    assert not keep.offer("the cat sat on the mat")  # exact duplicate
+    dedup = DiversityFilter("dedup", 0.7)
+    assert dedup.offer(texts[0]) and dedup.offer(texts[1]) and not dedup.offer(texts[1])
+
+
+def test_example_is_hashable_value():
+    assert Example("q", "a") == Example("q", "a")
+
+
+def test_answer_mask_trains_the_end_token_and_ranks_the_text():
+    from titok.select import answer_mask, mean_text_excess
+
+    # one text token with low excess, the end token with high excess
+    assert answer_mask([0.5, 9.0], 1, 0.7, "always").tolist() == [True, True]
+    assert answer_mask([0.5, 9.0], 1, 0.7, "rank").tolist() == [False, True]
+    assert answer_mask([3.0, 1.0, 2.0, 9.0], 1, 0.34, "always").tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert mean_text_excess([1.0, 3.0, 100.0], 1) == 2.0
