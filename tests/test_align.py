@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.common import gemma_tokenizer, smol_tokenizer
-from titok.align import align_offsets, token_offsets, transfer_values
+from titok.align import align_offsets, token_offsets, transfer_values, transfer_values_batch
 from titok.errors import AlignmentError
 
 PIECES = [
@@ -113,8 +113,12 @@ PAIRS = [
 @given(text=mixed_text, data=st.data())
 def test_matches_oracle_with_full_coverage(name, source, target, text, data):
     src_tok, tgt_tok = source(), target()
-    _, src_off = token_offsets(src_tok, text)
+    src_ids, src_off = token_offsets(src_tok, text)
     _, tgt_off = token_offsets(tgt_tok, text)
+    wrapped = src_tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    assert src_ids == wrapped["input_ids"] and src_off.tolist() == [
+        list(o) for o in wrapped["offset_mapping"]
+    ]
     values = data.draw(st.lists(st.floats(-10, 10), min_size=len(src_off), max_size=len(src_off)))
     result = align_offsets(src_off, tgt_off, values)
     expected = oracle(src_off.tolist(), tgt_off.tolist(), values)
@@ -127,6 +131,8 @@ def test_matches_oracle_with_full_coverage(name, source, target, text, data):
     assert result.stats.coverage == 1.0
     ones = transfer_values(text, src_tok, tgt_tok, np.ones(len(src_off)))
     assert np.all(ones[covering] == 1.0)
+    batched = transfer_values_batch([text, text], src_tok, tgt_tok, [values, values])
+    np.testing.assert_array_equal(batched[1], result.target_values)
 
 
 def test_rules_on_handmade_offsets():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -167,17 +168,48 @@ def align_offsets(
     return Alignment(target_values, src_groups, tgt_groups, stats)
 
 
-def token_offsets(tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[list[int], np.ndarray]:
-    """Token ids and character offsets of `text` without special tokens (fast tokenizers only)."""
-    if not getattr(tokenizer, "is_fast", False):
+def _fast_backend(tokenizer: PreTrainedTokenizerBase):  # -> tokenizers.Tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if not getattr(tokenizer, "is_fast", False) or backend is None:
         raise AlignmentError(
             f"{type(tokenizer).__name__} gives no character offsets, which titok aligns by: load "
             "the tokenizer with AutoTokenizer.from_pretrained(..., use_fast=True) (it needs the "
             "`tokenizers` package and the model's tokenizer.json)"
         )
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    return list(encoding["input_ids"]), offsets
+    return backend
+
+
+def _ids_offsets(encoding) -> tuple[list[int], np.ndarray]:
+    ids = encoding.ids
+    flat = np.fromiter(chain.from_iterable(encoding.offsets), dtype=np.int64, count=2 * len(ids))
+    return ids, flat.reshape(-1, 2)
+
+
+def token_offsets(tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[list[int], np.ndarray]:
+    """Token ids and character offsets of `text` without special tokens (fast tokenizers only).
+
+    Calls the Rust tokenizer directly: the same ids and offsets as `tokenizer(text,
+    add_special_tokens=False, return_offsets_mapping=True)` without the Python wrapper's cost.
+    """
+    return _ids_offsets(_fast_backend(tokenizer).encode(text, add_special_tokens=False))
+
+
+def batch_token_offsets(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
+) -> list[tuple[list[int], np.ndarray]]:
+    """`token_offsets` for many texts at once (the Rust tokenizer uses every core)."""
+    encodings = _fast_backend(tokenizer).encode_batch(list(texts), add_special_tokens=False)
+    return [_ids_offsets(encoding) for encoding in encodings]
+
+
+def _checked_values(values: Sequence[float] | np.ndarray, n_tokens: int) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(array) != n_tokens:
+        raise AlignmentError(
+            f"got {len(array)} source values but the source tokenizer splits the text into "
+            f"{n_tokens} tokens (without special tokens)"
+        )
+    return array
 
 
 def transfer_values(
@@ -188,15 +220,27 @@ def transfer_values(
 ) -> np.ndarray:
     """One value per target token of `text` from one value per source token.
 
-    Both tokenizations are taken without special tokens. Target tokens that cover no text, or text
-    that the source tokenizer dropped, get NaN (see `align_offsets` for the counts).
+    Both tokenizations are taken without special tokens. Target tokens that cover no text get
+    NaN (see `align_offsets` for the counts).
     """
     _, source_offsets = token_offsets(source_tokenizer, text)
     _, target_offsets = token_offsets(target_tokenizer, text)
-    values = np.asarray(source_values, dtype=np.float64).reshape(-1)
-    if len(values) != len(source_offsets):
-        raise AlignmentError(
-            f"got {len(values)} source values but the source tokenizer splits the text into "
-            f"{len(source_offsets)} tokens (without special tokens)"
-        )
+    values = _checked_values(source_values, len(source_offsets))
     return align_offsets(source_offsets, target_offsets, values).target_values
+
+
+def transfer_values_batch(
+    texts: Sequence[str],
+    source_tokenizer: PreTrainedTokenizerBase,
+    target_tokenizer: PreTrainedTokenizerBase,
+    source_values: Sequence[Sequence[float] | np.ndarray],
+) -> list[np.ndarray]:
+    """`transfer_values` for many texts, tokenizing them in parallel batches."""
+    if len(texts) != len(source_values):
+        raise AlignmentError(f"got {len(source_values)} value lists for {len(texts)} texts")
+    sources = batch_token_offsets(source_tokenizer, texts)
+    targets = batch_token_offsets(target_tokenizer, texts)
+    return [
+        align_offsets(src, tgt, _checked_values(values, len(src))).target_values
+        for (_, src), (_, tgt), values in zip(sources, targets, source_values, strict=True)
+    ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 
 from titok import __version__
@@ -19,7 +21,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Transplant a LoRA to another base model (TiTok).",
 )
-console = Console(stderr=True)
+# soft_wrap: messages keep their lines (paths and commands stay copyable), whatever the width.
+console = Console(stderr=True, soft_wrap=True)
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory made by `titok transplant`.")]
 ForceOption = Annotated[
@@ -43,6 +46,11 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
         root.addHandler(file_handler)
     for noisy in ("transformers", "peft", "accelerate", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # Library deprecation notices and weight-loading bars say nothing a titok user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 @app.callback()
@@ -176,7 +184,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except TitokError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)

@@ -1,0 +1,38 @@
+"""The command line: errors a user can act on, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def titok(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "titok", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_unknown_yaml_key_exits_2_with_did_you_mean(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("source_base: a\nsource_adapter: b\ntarget_base: c\nseeds: d\ntrain:\n  lr_rate: 1\n")
+    result = titok("transplant", "--out", str(tmp_path / "run"), "--config", str(config))
+    assert result.returncode == 2
+    assert "unknown key 'train.lr_rate'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists(), "nothing is written for a bad config"
+
+
+def test_missing_settings_are_named(tmp_path):
+    result = titok("transplant", "--out", str(tmp_path / "run"), "--source-base", "x")
+    assert result.returncode == 2
+    assert "missing setting 'source_adapter'" in result.stderr
+
+
+def test_stage_on_a_directory_that_is_not_a_run(tmp_path):
+    result = titok("score", "--run", str(tmp_path))
+    assert result.returncode == 2
+    assert "config.yaml not found" in result.stderr and "titok transplant" in result.stderr
+
+
+def test_methods_lists_titok():
+    result = titok("methods")
+    assert result.returncode == 0 and "titok" in result.stderr + result.stdout
