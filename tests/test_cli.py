@@ -14,7 +14,9 @@ def titok(*args: str) -> subprocess.CompletedProcess:
 
 def test_unknown_yaml_key_exits_2_with_did_you_mean(tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text("source_base: a\nsource_adapter: b\ntarget_base: c\nseeds: d\ntrain:\n  lr_rate: 1\n")
+    config.write_text(
+        "source_base: a\nsource_adapter: b\ntarget_base: c\nseeds: d\ntrain:\n  lr_rate: 1\n"
+    )
     result = titok("transplant", "--out", str(tmp_path / "run"), "--config", str(config))
     assert result.returncode == 2
     assert "unknown key 'train.lr_rate'" in result.stderr and "Traceback" not in result.stderr

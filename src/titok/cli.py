@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from titok import __version__
 from titok.errors import TitokError
@@ -44,7 +44,7 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
         root.addHandler(file_handler)
-    for noisy in ("transformers", "peft", "accelerate", "httpx", "urllib3"):
+    for noisy in ("transformers", "peft", "accelerate", "httpx", "urllib3", "lm_eval", "datasets"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     # Library deprecation notices and weight-loading bars say nothing a titok user can act on.
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -143,6 +143,36 @@ def transplant(
     run.save_config()
     get_method(settings.method).run(run)
     console.print(f"adapter: {out / 'adapter'}")
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Option(help="Model: hub id, directory, .gguf or bundled name.")],
+    task: Annotated[
+        str, typer.Option(help="bbh:<task>, mmlu:<subject>, jsonl:<file> or a BBH file.")
+    ],
+    adapter: Annotated[Path | None, typer.Option(help="PEFT adapter directory to apply.")] = None,
+    split: Annotated[str, typer.Option(help="test (10%), train (90%) or all.")] = "test",
+    limit: Annotated[int | None, typer.Option(help="Evaluate at most this many examples.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where predictions and the result go.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the 90/10 split.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest generated answer.")] = 32,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Holds bbh/ and mmlu/ (default $TITOK_DATA or ../shared/data)."),
+    ] = None,
+) -> None:
+    """Zero-shot greedy evaluation through lm-evaluation-harness; keeps per-example predictions."""
+    from titok.evaluation_run import run_eval
+
+    result, folder = run_eval(
+        model, task, adapter, split, limit, out, seed, max_new_tokens, data_dir
+    )
+    print(
+        f"{task} {split} n={result.n}: {result.metric} = "
+        f"{result.accuracy:.4f} ± {result.stderr:.4f}"
+    )
+    print(f"predictions: {folder / 'predictions.jsonl'}")
 
 
 @app.command()

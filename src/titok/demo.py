@@ -25,6 +25,7 @@ from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
 from titok.prompts import prompt_format
 from titok.rundir import RunDir, fingerprint
+from titok.tasks import resolve_task
 from titok.train import TrainExample, save_adapter, train_lora
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class DemoSettings:
 
 
 def demo_task_file() -> Path:
-    return Path(str(resources.files("titok") / "data" / f"bbh_{DEMO_TASK}.json"))
+    return Path(str(resources.files("titok") / "data" / "bbh" / f"{DEMO_TASK}.json"))
 
 
 def _examples_for(tokenizer, fmt, examples: list[Example]) -> list[TrainExample]:
@@ -112,7 +113,7 @@ def transplant_config(settings: DemoSettings, adapter: Path, seeds: Path) -> Tra
 def evaluate_rows(
     settings: DemoSettings, adapter: Path, transplanted: Path, test: list[Example]
 ) -> dict[str, EvalResult]:
-    choices = sorted({ex.answer for ex in read_bbh(demo_task_file())})
+    task = resolve_task(str(demo_task_file()))
     results: dict[str, EvalResult] = {}
     for model_name, adapter_dir, rows in (
         (SOURCE, adapter, ("source base", "source expert")),
@@ -121,12 +122,15 @@ def evaluate_rows(
         tokenizer = load_tokenizer(model_name)
         fmt = prompt_format(tokenizer, model_name)
         model = load_model(model_name)
+        work = settings.out / "eval"
+        log.info("evaluating %s", rows[0])
         results[rows[0]] = evaluate_model(
-            model, tokenizer, fmt, test, choices=choices, desc=rows[0]
+            model, tokenizer, fmt, task, test, work / rows[0].replace(" ", "_")
         )
         tuned = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+        log.info("evaluating %s", rows[1])
         results[rows[1]] = evaluate_model(
-            tuned, tokenizer, fmt, test, choices=choices, desc=rows[1]
+            tuned, tokenizer, fmt, task, test, work / rows[1].replace(" ", "_").replace("+", "plus")
         )
     return results
 

@@ -1,22 +1,29 @@
-"""Zero-shot greedy evaluation with the same prompt format the model was trained with.
+"""Zero-shot greedy evaluation through lm-evaluation-harness, in the model's own prompt format.
 
-Answer extraction for closed-answer tasks (BBH): the first output line when it is one of the
-task's answers, else the earliest of the task's answers found in the output (as a whole word),
-else the first line. Metric: exact match of the extracted answer, with its standard error.
+The harness scores (its filters extract the answer, its metrics compare it); titok only hands it
+the local split and the prompt: the chat template for models that have one, titok's plain
+template for the others, exactly as the model was prompted in training.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from titok.data import Example
-from titok.generation import generate
-from titok.prompts import PromptFormat
+from titok.prompts import PLAIN_TEMPLATE, PromptFormat
+from titok.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+PREFERRED_FILTERS = ("flexible-extract", "get_response", "strict-match")
 
 
 @dataclass
@@ -25,62 +32,101 @@ class EvalResult:
     stderr: float
     n: int
     predictions: list[dict] = field(default_factory=list)
-
-
-def extract_answer(output: str, choices: Sequence[str]) -> str:
-    first_line = output.strip().split("\n", 1)[0].strip()
-    if first_line in choices:
-        return first_line
-    best: tuple[int, str] | None = None
-    for choice in choices:
-        match = re.search(rf"(?<!\w){re.escape(choice)}(?!\w)", output)
-        if match and (best is None or match.start() < best[0]):
-            best = (match.start(), choice)
-    return best[1] if best else first_line
+    metric: str = "exact_match"
 
 
 def accuracy_stderr(correct: Sequence[bool]) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample variance, as the harness computes it)."""
     n = len(correct)
     p = sum(correct) / n if n else 0.0
     return p, math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else 0.0
+
+
+def harness_config(
+    task: TaskSpec, data_file: Path, fmt: PromptFormat, tokenizer, max_new_tokens: int
+) -> dict[str, Any]:
+    """A harness task reading `data_file`, scored by the task's harness rules, in `fmt`."""
+    stops = [tokenizer.decode(list(fmt.end_ids))] if fmt.end_ids else []
+    text = "{{query}}"
+    if fmt.kind == "plain":
+        text = PLAIN_TEMPLATE.replace("{query}", "{{query}}")
+        stops.append("\nQuestion:")
+    return {
+        "task": f"titok_{task.name.replace(':', '_').replace('/', '_')}",
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data_file)}},
+        "test_split": "test",
+        "output_type": "generate_until",
+        "doc_to_text": text,
+        "doc_to_target": "{{answer}}",
+        "target_delimiter": "",
+        "filter_list": task.harness.get("filter_list", []),
+        "metric_list": task.harness.get("metric_list", []),
+        "generation_kwargs": {
+            "until": sorted(set(stops)),
+            "do_sample": False,
+            "max_gen_toks": max_new_tokens,
+        },
+        "num_fewshot": 0,
+        "metadata": {"version": 1.0, "titok_prompt": fmt.kind},
+    }
+
+
+def _pick_filter(samples: list[dict]) -> str:
+    names = {s.get("filter", "none") for s in samples}
+    return next((name for name in PREFERRED_FILTERS if name in names), sorted(names)[0])
 
 
 def evaluate_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     fmt: PromptFormat,
+    task: TaskSpec,
     examples: Sequence[Example],
+    work_dir: Path,
     *,
-    choices: Sequence[str] | None = None,
     batch_size: int = 16,
     max_new_tokens: int = 32,
-    desc: str = "evaluating",
 ) -> EvalResult:
-    """Greedy answers to each query, scored by exact match after extraction."""
-    answers = sorted({ex.answer for ex in examples}) if choices is None else list(choices)
-    prompts = [fmt.prompt_ids(tokenizer, ex.query) for ex in examples]
-    outputs = generate(
-        model,
-        prompts,
-        pad_id=tokenizer.pad_token_id,
-        stop_ids=fmt.end_ids,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=0,
-        desc=desc,
+    """Greedy answers to each example, scored by the harness; per-example predictions kept."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    data_file = work_dir / "eval_split.jsonl"
+    data_file.write_text(
+        "".join(json.dumps({"query": e.query, "answer": e.answer}) + "\n" for e in examples)
     )
-    predictions = []
-    for example, ids in zip(examples, outputs, strict=True):
-        raw = tokenizer.decode(ids, skip_special_tokens=True)
-        extracted = extract_answer(raw, answers)
-        predictions.append(
-            {
-                "input": example.query,
-                "output": raw,
-                "extracted": extracted,
-                "target": example.answer,
-                "correct": extracted == example.answer,
-            }
+    adds_bos = tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    lm = HFLM(
+        pretrained=model,
+        tokenizer=tokenizer,
+        device=str(model.device),
+        batch_size=batch_size,
+        add_bos_token=fmt.kind == "plain" and adds_bos,
+    )
+    config = harness_config(task, data_file, fmt, tokenizer, max_new_tokens)
+    output = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[config],
+        apply_chat_template=fmt.kind == "chat-template",
+        log_samples=True,
+        verbosity="ERROR",
+    )
+    samples = output["samples"][config["task"]]
+    chosen = _pick_filter(samples)
+    metric = config["metric_list"][0]["metric"] if config["metric_list"] else "exact_match"
+    predictions = [
+        {
+            "input": s["doc"]["query"],
+            "output": s["resps"][0][0],
+            "extracted": s["filtered_resps"][0],
+            "target": s["target"],
+            "correct": bool(s[metric]),
+        }
+        for s in sorted(
+            (s for s in samples if s.get("filter", chosen) == chosen), key=lambda s: s["doc_id"]
         )
-    accuracy, stderr = accuracy_stderr([p["correct"] for p in predictions])
-    return EvalResult(accuracy, stderr, len(predictions), predictions)
+    ]
+    value, stderr = accuracy_stderr([p["correct"] for p in predictions])
+    return EvalResult(value, stderr, len(predictions), predictions, f"{metric},{chosen}")

@@ -1,0 +1,65 @@
+"""`titok eval`: one model (optionally with an adapter) on one task split, results on disk."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from peft import PeftModel
+
+from titok.data import split as split_examples
+from titok.errors import ConfigError
+from titok.evaluate import EvalResult, evaluate_model
+from titok.models import load_model, load_tokenizer
+from titok.prompts import prompt_format
+from titok.tasks import resolve_task
+
+SPLITS = ("test", "train", "all")
+
+
+def run_eval(
+    model_spec: str,
+    task_name: str,
+    adapter: Path | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    out: Path | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 32,
+    data_dir: Path | None = None,
+) -> tuple[EvalResult, Path]:
+    if split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
+    task = resolve_task(task_name, data_dir)
+    train, test = split_examples(task.examples, 0.1, seed)
+    examples = {"test": test, "train": train, "all": task.examples}[split][:limit]
+    folder = (
+        out or Path("runs") / "eval" / f"{task.name.replace(':', '_')}-{split}-{int(time.time())}"
+    )
+    tokenizer = load_tokenizer(model_spec)
+    fmt = prompt_format(tokenizer, model_spec)
+    model = load_model(model_spec)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter)).eval()
+    result = evaluate_model(
+        model, tokenizer, fmt, task, examples, folder, max_new_tokens=max_new_tokens
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "predictions.jsonl", "w", encoding="utf-8") as handle:
+        for prediction in result.predictions:
+            handle.write(json.dumps(prediction) + "\n")
+    summary = {
+        "model": model_spec,
+        "adapter": str(adapter) if adapter else None,
+        "task": task.name,
+        "split": split,
+        "seed": seed,
+        "n": result.n,
+        "metric": result.metric,
+        "value": result.accuracy,
+        "stderr": result.stderr,
+        "prompt": fmt.describe(),
+    }
+    (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return result, folder
