@@ -21,7 +21,9 @@ def test_tiny_model_evaluates_through_the_harness(tiny_models, tmp_path, model_k
     model = AutoModelForCausalLM.from_pretrained(tiny_models[model_key])
     tokenizer = load_tokenizer(str(tiny_models[model_key]))
     fmt = prompt_format(tokenizer)
-    result = evaluate_model(model, tokenizer, fmt, task, task.examples[:4], tmp_path, max_new_tokens=4)
+    result = evaluate_model(
+        model, tokenizer, fmt, task, task.examples[:4], tmp_path, max_new_tokens=4
+    )
     assert result.n == 4 and len(result.predictions) == 4
     assert result.metric == "exact_match,flexible-extract"
     assert result.accuracy == sum(p["correct"] for p in result.predictions) / 4

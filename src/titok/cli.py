@@ -176,7 +176,37 @@ def eval_(
 
 
 @app.command()
-def methods() -> None:
+def bench(
+    out: Annotated[Path, typer.Option(help="Bench directory (cells resume).")] = Path("runs/bench"),
+    tasks: Annotated[
+        str | None, typer.Option(help="Comma-separated tasks (default: the bench set).")
+    ] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated transplant methods.")] = "titok",
+    limit: Annotated[int | None, typer.Option(help="Test examples per task.")] = None,
+    m: Annotated[int, typer.Option(help="Synthetic samples kept per transplant.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="Holds bbh/ and mmlu/.")] = None,
+) -> None:
+    """The comparison table: source base/expert, target vanilla/ceiling, each method."""
+    from titok.bench import DEFAULT_TASKS, Bench, BenchSettings, write_report
+    from titok.methods import get_method
+
+    chosen = [t.strip() for t in tasks.split(",")] if tasks else list(DEFAULT_TASKS)
+    method_names = [name.strip() for name in methods.split(",")]
+    for name in method_names:
+        get_method(name)  # fail fast on a typo, before hours of work
+    _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "bench.log")
+    settings = BenchSettings(
+        out=out, tasks=chosen, methods=method_names, limit=limit, m=m, seed=seed, data_dir=data_dir
+    )
+    bench_run = Bench(settings)
+    bench_run.run()
+    print(write_report(bench_run))
+    print(f"cells: {out / 'cells'}  table: {out / 'results.md'}  chart: {out / 'results.png'}")
+
+
+@app.command("methods")
+def list_methods() -> None:
     """List the transplant methods."""
     from titok.methods import available
 

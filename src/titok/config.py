@@ -80,8 +80,10 @@ class TrainConfig(_Settings):
     r: int = Field(8, ge=1, description="LoRA rank.")
     alpha: float = Field(8.0, gt=0.0, description="LoRA alpha (scaling = alpha / r).")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
-    target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="Module names to adapt, or 'all-linear' (PEFT's shorthand)."
+    target_modules: list[str] | Literal["all-linear"] | None = Field(
+        "all-linear",
+        description="Module names to adapt, 'all-linear' (PEFT's shorthand), or null for PEFT's "
+        "default modules for the architecture (the attention projections for most models).",
     )
     lr: float = Field(5e-5, gt=0.0, description="AdamW learning rate.")
     epochs: float = Field(2.0, gt=0.0, description="Passes over the training set.")
