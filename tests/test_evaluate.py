@@ -44,3 +44,20 @@ def test_tasks_resolve_with_did_you_mean():
         resolve_task("mmlu:anatomyy")
     with pytest.raises(DataError, match="unknown task"):
         resolve_task("squad:v2")
+
+
+def test_multiple_choice_bbh_filters_read_the_task_fields(tiny_models, tmp_path):
+    """The harness's multiple-choice filter reads doc["input"] to find the options."""
+    task = resolve_task("bbh:hyperbaton")
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["target"])
+    tokenizer = load_tokenizer(str(tiny_models["target"]))
+    result = evaluate_model(
+        model,
+        tokenizer,
+        prompt_format(tokenizer),
+        task,
+        task.examples[:2],
+        tmp_path,
+        max_new_tokens=3,
+    )
+    assert result.n == 2 and {p["target"] for p in result.predictions} <= {"(A)", "(B)"}

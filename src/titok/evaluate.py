@@ -94,9 +94,12 @@ def evaluate_model(
 
     work_dir.mkdir(parents=True, exist_ok=True)
     data_file = work_dir / "eval_split.jsonl"
-    data_file.write_text(
-        "".join(json.dumps({"query": e.query, "answer": e.answer}) + "\n" for e in examples)
-    )
+    # BBH's harness filters read the task's own field names ("input"), so docs carry both.
+    docs = [
+        {"query": e.query, "answer": e.answer, "input": e.query, "target": e.answer}
+        for e in examples
+    ]
+    data_file.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
     adds_bos = tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
     lm = HFLM(
         pretrained=model,
