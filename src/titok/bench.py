@@ -22,15 +22,15 @@ from peft import PeftModel
 
 from titok import __version__
 from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig
-from titok.data import Example, pick_seeds, split, write_jsonl
+from titok.data import pick_seeds, split, write_jsonl
 from titok.evaluate import evaluate_model
+from titok.finetune import train_on_examples
 from titok.methods import get_method
 from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
 from titok.prompts import prompt_format
 from titok.rundir import RunDir, fingerprint
 from titok.tasks import resolve_task
-from titok.train import TrainExample, save_adapter, train_lora
 
 log = logging.getLogger(__name__)
 
@@ -96,42 +96,6 @@ def git_commit() -> str | None:
         return found.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
-
-
-def train_on_examples(
-    model_spec: str, examples: list[Example], config: TrainConfig, seed: int, folder: Path
-) -> Path:
-    """A LoRA trained on real task data (the source expert, or the target's ceiling)."""
-    run_dir = RunDir(folder.parent).create()
-    stage_fp = fingerprint(
-        "real-data-lora",
-        model_spec,
-        [(e.query, e.answer) for e in examples],
-        config.model_dump(),
-        seed,
-    )
-    if run_dir.is_done(folder.name, stage_fp, [f"{folder.name}/adapter_model.safetensors"]):
-        return folder
-    started = time.perf_counter()
-    tokenizer = load_tokenizer(model_spec)
-    fmt = prompt_format(tokenizer, model_spec)
-    data = []
-    for ex in examples:
-        answer = fmt.answer_ids(tokenizer, ex.answer) + list(fmt.end_ids)
-        data.append(TrainExample(fmt.prompt_ids(tokenizer, ex.query), answer, [1.0] * len(answer)))
-    model, figures = train_lora(
-        load_model(model_spec),
-        data,
-        config,
-        pad_id=tokenizer.pad_token_id,
-        seed=seed,
-        desc=f"training {folder.name}",
-    )
-    built = run_dir.temp_dir(folder.name)
-    save_adapter(model, built)
-    run_dir.replace_dir(folder.name, built)
-    run_dir.mark_done(folder.name, stage_fp, time.perf_counter() - started, figures)
-    return folder
 
 
 class Bench:

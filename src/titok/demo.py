@@ -20,13 +20,13 @@ from peft import PeftModel
 from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig
 from titok.data import Example, pick_seeds, read_bbh, split, write_jsonl
 from titok.evaluate import EvalResult, accuracy_stderr, evaluate_model
+from titok.finetune import train_on_examples
 from titok.methods import get_method
 from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
 from titok.prompts import prompt_format
-from titok.rundir import RunDir, fingerprint
+from titok.rundir import RunDir
 from titok.tasks import resolve_task
-from titok.train import TrainExample, save_adapter, train_lora
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,6 @@ def demo_task_file() -> Path:
     return Path(str(resources.files("titok") / "data" / "bbh" / f"{DEMO_TASK}.json"))
 
 
-def _examples_for(tokenizer, fmt, examples: list[Example]) -> list[TrainExample]:
-    out = []
-    for ex in examples:
-        answer = fmt.answer_ids(tokenizer, ex.answer) + list(fmt.end_ids)
-        out.append(TrainExample(fmt.prompt_ids(tokenizer, ex.query), answer, [1.0] * len(answer)))
-    return out
-
-
 # A gentle adapter (attention only, one epoch): it learns the task (0.32 -> 0.56 measured on the
 # 10% split) and keeps enough of the base model's general ability to write queries.
 SOURCE_TRAIN = TrainConfig(r=8, alpha=16, lr=5e-4, epochs=1, batch_size=8, target_modules=None)
@@ -63,27 +55,7 @@ SOURCE_TRAIN = TrainConfig(r=8, alpha=16, lr=5e-4, epochs=1, batch_size=8, targe
 
 def train_source_adapter(run_dir: RunDir, train: list[Example], seed: int) -> Path:
     """The user's adapter in a real workflow: a LoRA on the source base trained on the task."""
-    stage_fp = fingerprint(
-        "demo-source", SOURCE, [(e.query, e.answer) for e in train], SOURCE_TRAIN.model_dump(), seed
-    )
-    if run_dir.is_done("source_adapter", stage_fp, ["source_adapter/adapter_model.safetensors"]):
-        return run_dir.path("source_adapter")
-    started = time.perf_counter()
-    tokenizer = load_tokenizer(SOURCE)
-    fmt = prompt_format(tokenizer, SOURCE)
-    model, figures = train_lora(
-        load_model(SOURCE),
-        _examples_for(tokenizer, fmt, train),
-        SOURCE_TRAIN,
-        pad_id=tokenizer.pad_token_id,
-        seed=seed,
-        desc="training source LoRA",
-    )
-    built = run_dir.temp_dir("source_adapter")
-    save_adapter(model, built)
-    run_dir.replace_dir("source_adapter", built)
-    run_dir.mark_done("source_adapter", stage_fp, time.perf_counter() - started, figures)
-    return run_dir.path("source_adapter")
+    return train_on_examples(SOURCE, train, SOURCE_TRAIN, seed, run_dir.path("source_adapter"))
 
 
 def transplant_config(settings: DemoSettings, adapter: Path, seeds: Path) -> TransplantConfig:

@@ -1,0 +1,54 @@
+"""Plain LoRA fine-tuning on real task data: the demo's and bench's source expert, the ceiling.
+
+All answer tokens are trained (no selection); the run directory skips a finished adapter.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from titok.config import TrainConfig
+from titok.data import Example
+from titok.models import load_model, load_tokenizer
+from titok.prompts import PromptFormat, prompt_format
+from titok.rundir import RunDir, fingerprint
+from titok.train import TrainExample, save_adapter, train_lora
+
+
+def full_answer_examples(
+    tokenizer, fmt: PromptFormat, examples: list[Example]
+) -> list[TrainExample]:
+    """Every answer token (and the end-of-answer token) carries loss weight 1."""
+    out = []
+    for ex in examples:
+        answer = fmt.answer_ids(tokenizer, ex.answer) + list(fmt.end_ids)
+        out.append(TrainExample(fmt.prompt_ids(tokenizer, ex.query), answer, [1.0] * len(answer)))
+    return out
+
+
+def train_on_examples(
+    model_spec: str, examples: list[Example], config: TrainConfig, seed: int, folder: Path
+) -> Path:
+    """A LoRA on `model_spec` trained on real examples, saved in `folder` (skipped when done)."""
+    run_dir = RunDir(folder.parent).create()
+    pairs = [(e.query, e.answer) for e in examples]
+    stage_fp = fingerprint("real-data-lora", model_spec, pairs, config.model_dump(), seed)
+    if run_dir.is_done(folder.name, stage_fp, [f"{folder.name}/adapter_model.safetensors"]):
+        return folder
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(model_spec)
+    fmt = prompt_format(tokenizer, model_spec)
+    model, figures = train_lora(
+        load_model(model_spec),
+        full_answer_examples(tokenizer, fmt, examples),
+        config,
+        pad_id=tokenizer.pad_token_id,
+        seed=seed,
+        desc=f"training {folder.name}",
+    )
+    built = run_dir.temp_dir(folder.name)
+    save_adapter(model, built)
+    run_dir.replace_dir(folder.name, built)
+    run_dir.mark_done(folder.name, stage_fp, time.perf_counter() - started, figures)
+    return folder
