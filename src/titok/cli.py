@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -46,8 +47,11 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
         root.addHandler(file_handler)
     for noisy in ("transformers", "peft", "accelerate", "httpx", "urllib3", "lm_eval", "datasets"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    # Library deprecation notices and weight-loading bars say nothing a titok user can act on.
+    # Library deprecation notices and weight-loading bars say nothing a titok user can act on;
+    # progress bars only help on a terminal (a log file gets the stage lines instead).
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
