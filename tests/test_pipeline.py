@@ -11,6 +11,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from titok.config import TransplantConfig
+from titok.data import Example
 from titok.errors import AdapterError
 from titok.methods import get_method
 from titok.pipeline import Run
@@ -124,3 +125,69 @@ def test_adapter_of_another_base_is_refused_before_any_generation(tiny_models, t
     with pytest.raises(AdapterError, match="does not fit the source base"):
         _ = run.expert
     assert not (tmp_path / "run" / "synthetic.jsonl").exists()
+
+
+def test_excess_is_exactly_zero_for_an_adapter_with_zero_b(tiny_models, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from titok.excess import contrastive_excess, scored_sequences
+    from titok.prompts import prompt_format
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
+    expert = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()
+    run = make_run(tiny_models, tmp_path / "run")
+    tokenizer = run.source_tokenizer
+    samples = [Example("True and False is", "False"), Example("not True is", "False because not")]
+    pairs = scored_sequences(tokenizer, prompt_format(tokenizer), samples)
+    for values in contrastive_excess(expert, pairs, pad_id=tokenizer.pad_token_id, batch_size=2):
+        assert len(values) > 0 and (values == 0.0).all()
+
+
+def test_training_changes_only_lora_weights(tiny_models):
+    import torch
+
+    from titok.config import TrainConfig
+    from titok.train import TrainExample, train_lora
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["target"])
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    examples = [TrainExample([2, 10, 11], [12, 13, 1], [1.0, 0.0, 1.0]) for _ in range(4)]
+    peft_model, figures = train_lora(
+        model, examples, TrainConfig(lr=1e-2, epochs=1, batch_size=2), pad_id=0, seed=0
+    )
+    assert figures["steps"] == 2 and figures["loss_tokens"] == 8
+    changed_lora = 0
+    for name, parameter in peft_model.named_parameters():
+        if "lora_" in name:
+            changed_lora += int(
+                not torch.equal(parameter, before.get(name, torch.zeros_like(parameter)))
+            )
+        else:
+            original = name.replace("base_model.model.", "", 1).replace(".base_layer", "")
+            assert torch.equal(parameter, before[original]), f"{name} changed"
+    assert changed_lora > 0
+
+
+def test_rank_rule_marks_exactly_max_1_floor_k_tokens(finished_run, tiny_models):
+    root = finished_run.run_dir.root
+    ranked = make_run(tiny_models, root, select__end_token="rank")
+    from titok.pipeline import stage_select
+
+    stage_select(ranked)
+    for row in rows(root / "selected.jsonl"):
+        assert sum(row["source_mask"]) == max(1, math.floor(0.7 * len(row["excess"])))
+
+
+def test_m_larger_than_the_pool_is_an_error_and_writes_nothing(finished_run, tiny_models, tmp_path):
+    import shutil
+
+    from titok.errors import GenerationError
+    from titok.pipeline import stage_select
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run.run_dir.root, copy)
+    (copy / "selected.jsonl").unlink()
+    too_many = make_run(tiny_models, copy, select__m=1000)
+    with pytest.raises(GenerationError, match=r"select\.m is 1000 but the pool holds"):
+        stage_select(too_many)
+    assert not (copy / "selected.jsonl").exists()

@@ -24,7 +24,7 @@ from titok import card, excess, select, synth
 from titok.align import AlignmentStats, align_offsets, token_offsets
 from titok.config import TransplantConfig
 from titok.data import Example, read_queries, read_seeds
-from titok.errors import RunDirError
+from titok.errors import GenerationError, RunDirError
 from titok.models import check_adapter_fits, load_model, load_tokenizer
 from titok.prompts import PromptFormat, prompt_format
 from titok.rundir import RunDir, fingerprint
@@ -211,6 +211,12 @@ def stage_select(run: Run, force: bool = False) -> bool:
     def body() -> dict[str, Any]:
         c = run.config.select
         rows = run.run_dir.read_jsonl("scored.jsonl", "score")
+        if len(rows) < c.m:
+            raise GenerationError(
+                f"select.m is {c.m} but the pool holds {len(rows)} usable samples: lower --m, or "
+                "let synth make more (synth.pool_factor, synth.max_rounds, a looser "
+                "synth.diversity_filter, or a longer --queries file)"
+            )
         kept = select.rank_samples(
             [r["mean_excess"] for r in rows], c.m, c.sample_filter, run.config.seed
         )
