@@ -191,3 +191,19 @@ def test_m_larger_than_the_pool_is_an_error_and_writes_nothing(finished_run, tin
     with pytest.raises(GenerationError, match=r"select\.m is 1000 but the pool holds"):
         stage_select(too_many)
     assert not (copy / "selected.jsonl").exists()
+
+
+def test_status_tells_done_stale_and_to_do(finished_run, tiny_models, tmp_path):
+    from titok.pipeline import stage_status
+
+    changed = make_run(tiny_models, finished_run.run_dir.root, select__k=0.5)
+    states = {stage: state for stage, state, _ in stage_status(changed)}
+    assert states == {
+        "synth": "done",
+        "score": "done",
+        "select": "stale",
+        "align": "stale",
+        "train": "stale",
+    }
+    fresh = make_run(tiny_models, tmp_path / "new")
+    assert {state for _, state, _ in stage_status(fresh)} == {"to do"}

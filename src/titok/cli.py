@@ -104,6 +104,16 @@ def train(run: RunOption, force: ForceOption = False) -> None:
 
 
 @app.command()
+def status(run: RunOption) -> None:
+    """Each stage of a run: done, stale (settings or inputs changed) or to do, with its figures."""
+    from titok.pipeline import Run, stage_status
+
+    for stage, state, figures in stage_status(Run.open(run)):
+        shown = ", ".join(f"{k}={v}" for k, v in figures.items())
+        print(f"{stage:<7} {state:<6} {shown}")
+
+
+@app.command()
 def transplant(
     out: Annotated[Path, typer.Option(help="Run directory (created; reruns resume).")],
     source_base: Annotated[

@@ -174,7 +174,7 @@ def stage_synth(run: Run, force: bool = False) -> bool:
         run.run_dir.write_jsonl("synthetic.jsonl", rows)
         return result.figures
 
-    return run.run_stage("synth", ["synthetic.jsonl"], body, force)
+    return run.run_stage("synth", STAGE_OUTPUTS["synth"], body, force)
 
 
 def stage_score(run: Run, force: bool = False) -> bool:
@@ -204,7 +204,7 @@ def stage_score(run: Run, force: bool = False) -> bool:
             "tokens": sum(len(r["excess"]) for r in rows),
         }
 
-    return run.run_stage("score", ["scored.jsonl"], body, force)
+    return run.run_stage("score", STAGE_OUTPUTS["score"], body, force)
 
 
 def stage_select(run: Run, force: bool = False) -> bool:
@@ -237,7 +237,7 @@ def stage_select(run: Run, force: bool = False) -> bool:
             "answer_tokens": sum(len(r["source_mask"]) for r in selected),
         }
 
-    return run.run_stage("select", ["selected.jsonl"], body, force)
+    return run.run_stage("select", STAGE_OUTPUTS["select"], body, force)
 
 
 def transfer_row(row: dict, run: Run, stats: AlignmentStats) -> dict:
@@ -298,7 +298,7 @@ def stage_align(run: Run, force: bool = False) -> bool:
             **{f"groups_{k}": v for k, v in stats.groups.items()},
         }
 
-    return run.run_stage("align", ["target.jsonl", "alignment.json"], body, force)
+    return run.run_stage("align", STAGE_OUTPUTS["align"], body, force)
 
 
 def training_examples(rows: list[dict], run: Run) -> list[TrainExample]:
@@ -330,7 +330,30 @@ def stage_train(run: Run, force: bool = False) -> bool:
         run.run_dir.replace_dir("adapter", built)
         return figures
 
-    return run.run_stage("train", ["adapter/adapter_model.safetensors"], body, force)
+    return run.run_stage("train", STAGE_OUTPUTS["train"], body, force)
+
+
+STAGE_OUTPUTS = {
+    "synth": ["synthetic.jsonl"],
+    "score": ["scored.jsonl"],
+    "select": ["selected.jsonl"],
+    "align": ["target.jsonl", "alignment.json"],
+    "train": ["adapter/adapter_model.safetensors"],
+}
+
+
+def stage_status(run: Run) -> list[tuple[str, str, dict[str, Any]]]:
+    """(stage, 'done' | 'stale' | 'to do', figures) for each stage, in order."""
+    status = []
+    for stage, stage_fp in run.fingerprints().items():
+        manifest = run.run_dir.manifest(stage)
+        if manifest is None:
+            status.append((stage, "to do", {}))
+        elif run.run_dir.is_done(stage, stage_fp, STAGE_OUTPUTS[stage]):
+            status.append((stage, "done", {"seconds": manifest["seconds"], **manifest["figures"]}))
+        else:
+            status.append((stage, "stale", manifest["figures"]))
+    return status
 
 
 STAGES: dict[str, Callable[[Run, bool], bool]] = {
