@@ -61,3 +61,57 @@ def test_multiple_choice_bbh_filters_read_the_task_fields(tiny_models, tmp_path)
         max_new_tokens=3,
     )
     assert result.n == 2 and {p["target"] for p in result.predictions} <= {"(A)", "(B)"}
+
+
+def test_lamp_fixture_scores_equal_rouge_score_directly(tiny_models, tmp_path):
+    """LaMP-4 format (questions + outputs files); per-example ROUGE equals rouge-score's."""
+    import json
+
+    from rouge_score import rouge_scorer
+
+    questions = [
+        {
+            "id": "400",
+            "input": "Generate a headline for the following article: Rain falls in Paris.",
+            "profile": [],
+        },
+        {
+            "id": "401",
+            "input": "Generate a headline for the following article: Markets rise again.",
+            "profile": [],
+        },
+    ]
+    golds = {
+        "task": "LaMP_4",
+        "golds": [{"id": "400", "output": "Paris rain"}, {"id": "401", "output": "Markets up"}],
+    }
+    (tmp_path / "dev_questions.json").write_text(json.dumps(questions))
+    (tmp_path / "dev_outputs.json").write_text(json.dumps(golds))
+    task = resolve_task(f"lamp4:{tmp_path / 'dev_questions.json'}")
+    assert [e.answer for e in task.examples] == ["Paris rain", "Markets up"]
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
+    tokenizer = load_tokenizer(str(tiny_models["source"]))
+    result = evaluate_model(
+        model,
+        tokenizer,
+        prompt_format(tokenizer),
+        task,
+        task.examples,
+        tmp_path / "w",
+        max_new_tokens=6,
+    )
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"])
+    for prediction in result.predictions:
+        expected = scorer.score(prediction["target"], prediction["output"].strip())
+        assert prediction["rouge1"] == pytest.approx(expected["rouge1"].fmeasure)
+        assert prediction["rougeL"] == pytest.approx(expected["rougeL"].fmeasure)
+    assert set(result.metrics) == {"rouge1", "rougeL"}
+    assert result.metrics["rougeL"][0] == pytest.approx(
+        sum(p["rougeL"] for p in result.predictions) / 2
+    )
+
+
+def test_lamp_without_outputs_file_is_a_clear_error(tmp_path):
+    (tmp_path / "dev_questions.json").write_text("[]")
+    with pytest.raises(DataError, match=r"dev_outputs\.json not found"):
+        resolve_task(f"lamp5:{tmp_path / 'dev_questions.json'}")

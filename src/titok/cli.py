@@ -186,6 +186,8 @@ def eval_(
         f"{task} {split} n={result.n}: {result.metric} = "
         f"{result.accuracy:.4f} ± {result.stderr:.4f}"
     )
+    for name, (value, stderr) in list(result.metrics.items())[1:]:
+        print(f"{task} {split} n={result.n}: {name} = {value:.4f} ± {stderr:.4f}")
     print(f"predictions: {folder / 'predictions.jsonl'}")
 
 

@@ -33,13 +33,20 @@ class EvalResult:
     n: int
     predictions: list[dict] = field(default_factory=list)
     metric: str = "exact_match"
+    # Every metric of the task (e.g. rouge1 and rougeL): name -> (mean, stderr).
+    metrics: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample variance, as the harness computes it)."""
+    n = len(values)
+    mean = sum(values) / n if n else 0.0
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(variance / n) if n > 1 else 0.0
 
 
 def accuracy_stderr(correct: Sequence[bool]) -> tuple[float, float]:
-    """Mean and standard error of the mean (sample variance, as the harness computes it)."""
-    n = len(correct)
-    p = sum(correct) / n if n else 0.0
-    return p, math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else 0.0
+    return mean_stderr([float(c) for c in correct])
 
 
 def harness_config(
@@ -69,6 +76,11 @@ def harness_config(
         },
         "num_fewshot": 0,
         "metadata": {"version": 1.0, "titok_prompt": fmt.kind},
+        **(
+            {"process_results": task.harness["process_results"]}
+            if "process_results" in task.harness
+            else {}
+        ),
     }
 
 
@@ -118,18 +130,21 @@ def evaluate_model(
     )
     samples = output["samples"][config["task"]]
     chosen = _pick_filter(samples)
-    metric = config["metric_list"][0]["metric"] if config["metric_list"] else "exact_match"
+    names = [m["metric"] for m in config["metric_list"]] or ["exact_match"]
+    metric = names[0]
     predictions = [
         {
             "input": s["doc"]["query"],
             "output": s["resps"][0][0],
             "extracted": s["filtered_resps"][0],
             "target": s["target"],
-            "correct": bool(s[metric]),
+            **{name: float(s[name]) for name in names},
+            "correct": bool(s[metric]) if metric == "exact_match" else None,
         }
         for s in sorted(
             (s for s in samples if s.get("filter", chosen) == chosen), key=lambda s: s["doc_id"]
         )
     ]
-    value, stderr = accuracy_stderr([p["correct"] for p in predictions])
-    return EvalResult(value, stderr, len(predictions), predictions, f"{metric},{chosen}")
+    metrics = {name: mean_stderr([p[name] for p in predictions]) for name in names}
+    value, stderr = metrics[metric]
+    return EvalResult(value, stderr, len(predictions), predictions, f"{metric},{chosen}", metrics)

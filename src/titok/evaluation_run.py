@@ -60,6 +60,7 @@ def run_eval(
         "value": result.accuracy,
         "stderr": result.stderr,
         "prompt": fmt.describe(),
+        "metrics": {name: {"value": v, "stderr": e} for name, (v, e) in result.metrics.items()},
     }
     (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
     return result, folder

@@ -1,4 +1,5 @@
-"""Evaluation tasks by name: `bbh:<task>`, `mmlu:<subject>`, `jsonl:<path>`, or a BBH file path.
+"""Evaluation tasks by name: `bbh:<task>`, `mmlu:<subject>`, `jsonl:<path>`, `jsonl-rouge:<path>`,
+`lamp4:<questions.json>`, `lamp5:<questions.json>`, or a BBH file path.
 
 Each task brings its examples and the lm-evaluation-harness rules that score it: for BBH and
 MMLU the harness's own zero-shot generative task files (filters and metrics), read from the
@@ -8,6 +9,7 @@ installed `lm_eval` package, so titok's numbers mean what the field's numbers me
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 from titok.data import Example, read_bbh, read_jsonl
 from titok.errors import DataError, did_you_mean
 
-FAMILIES = ("bbh", "mmlu", "jsonl")
+FAMILIES = ("bbh", "mmlu", "jsonl", "jsonl-rouge", "lamp4", "lamp5")
 
 
 def default_data_dir() -> Path:
@@ -80,6 +82,50 @@ def _mmlu(subject: str, data_dir: Path) -> TaskSpec:
     )
 
 
+def rouge_scores(doc: dict, results: list[str]) -> dict[str, float]:
+    """Per-example ROUGE-1 and ROUGE-L F (rouge-score, no stemming, as LaMP's evaluation)."""
+    from rouge_score import rouge_scorer
+
+    scores = rouge_scorer.RougeScorer(["rouge1", "rougeL"]).score(doc["answer"], results[0].strip())
+    return {"rouge1": scores["rouge1"].fmeasure, "rougeL": scores["rougeL"].fmeasure}
+
+
+ROUGE_HARNESS: dict[str, Any] = {
+    "process_results": rouge_scores,
+    "filter_list": [{"name": "none", "filter": [{"function": "take_first"}]}],
+    "metric_list": [
+        {"metric": "rouge1", "aggregation": "mean", "higher_is_better": True},
+        {"metric": "rougeL", "aggregation": "mean", "higher_is_better": True},
+    ],
+}
+
+
+def _lamp(family: str, questions: Path) -> TaskSpec:
+    """LaMP-4/5 from the user's copy of the official `*_questions.json` and `*_outputs.json`."""
+    outputs = questions.with_name(questions.name.replace("questions", "outputs"))
+    for path in (questions, outputs):
+        if not path.is_file():
+            raise DataError(
+                f"{path} not found: pass the official LaMP *_questions.json, with its "
+                "*_outputs.json beside it"
+            )
+    try:
+        inputs = {
+            str(q["id"]): q["input"] for q in json.loads(questions.read_text(encoding="utf-8"))
+        }
+        golds = {
+            str(g["id"]): g["output"]
+            for g in json.loads(outputs.read_text(encoding="utf-8"))["golds"]
+        }
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise DataError(f"{questions}: not the official LaMP format ({error!r})") from None
+    missing = sorted(set(inputs) - set(golds))
+    if missing:
+        raise DataError(f"{outputs}: no gold output for ids {missing[:5]}")
+    examples = [Example(inputs[i], golds[i]) for i in inputs]
+    return TaskSpec(f"{family}:{questions}", family, examples, ROUGE_HARNESS)
+
+
 def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
     data_dir = data_dir or default_data_dir()
     family, _, rest = name.partition(":")
@@ -93,14 +139,16 @@ def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
         return _bbh(name, path)
     if family == "mmlu" and rest:
         return _mmlu(rest, data_dir)
-    if family == "jsonl" and rest:
+    if family in ("jsonl", "jsonl-rouge") and rest:
         rows = read_jsonl(rest, ("query", "answer"))
-        return TaskSpec(
-            name, "jsonl", [Example(r["query"], r["answer"]) for r in rows], GENERIC_HARNESS
-        )
+        harness = GENERIC_HARNESS if family == "jsonl" else ROUGE_HARNESS
+        return TaskSpec(name, family, [Example(r["query"], r["answer"]) for r in rows], harness)
+    if family in ("lamp4", "lamp5") and rest:
+        return _lamp(family, Path(rest))
     if name.endswith(".json") and Path(name).is_file():
         return _bbh(f"bbh:{Path(name).stem}", Path(name))
     raise DataError(
-        f"unknown task '{name}': use bbh:<task>, mmlu:<subject>, jsonl:<file> or a BBH .json file"
+        f"unknown task '{name}': use bbh:<task>, mmlu:<subject>, jsonl:<file> (exact match), "
+        "jsonl-rouge:<file>, lamp4:<questions.json>, lamp5:<questions.json> or a BBH .json file"
         f"{did_you_mean(family, FAMILIES)}"
     )
