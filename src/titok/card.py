@@ -19,6 +19,7 @@ def model_card(run: Run, train_figures: dict[str, Any]) -> str:
         if manifest:
             stages[stage] = manifest["figures"]
     stages["train"] = train_figures
+    ending = " answer (its end-of-answer token always)" if c.select.end_token == "always" else ""
     figures = "\n".join(f"- **{name}**: {json.dumps(values)}" for name, values in stages.items())
     return f"""---
 library_name: peft
@@ -31,7 +32,7 @@ A LoRA for **{c.target_base}**, transplanted from the adapter `{c.source_adapter
 **{c.source_base}** with method **{c.method}** (titok {__version__}), without the adapter's
 training data: the source expert wrote and answered synthetic queries from the seeds in
 `{c.seeds}`, every answer token was scored by contrastive excess, and the target LoRA was trained
-on the top {c.select.m} samples and the top {c.select.k:.0%} tokens of each.
+on the top {c.select.m} samples and the top {c.select.k:.0%} tokens of each{ending}.
 
 ## Use
 ```python
