@@ -115,3 +115,9 @@ def test_lamp_without_outputs_file_is_a_clear_error(tmp_path):
     (tmp_path / "dev_questions.json").write_text("[]")
     with pytest.raises(DataError, match=r"dev_outputs\.json not found"):
         resolve_task(f"lamp5:{tmp_path / 'dev_questions.json'}")
+
+
+def test_mmlu_group_of_subjects():
+    anatomy, marketing = resolve_task("mmlu:anatomy"), resolve_task("mmlu:marketing")
+    group = resolve_task("mmlu:anatomy+marketing")
+    assert group.examples == anatomy.examples + marketing.examples

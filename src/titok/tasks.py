@@ -137,8 +137,10 @@ def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
                 f"no BBH task '{rest}' in {data_dir / 'bbh'}{did_you_mean(rest, known)}"
             )
         return _bbh(name, path)
-    if family == "mmlu" and rest:
-        return _mmlu(rest, data_dir)
+    if family == "mmlu" and rest:  # one subject, or several joined by "+"
+        parts = [_mmlu(subject, data_dir) for subject in rest.split("+")]
+        examples = [example for part in parts for example in part.examples]
+        return TaskSpec(name, "mmlu", examples, parts[0].harness)
     if family in ("jsonl", "jsonl-rouge") and rest:
         rows = read_jsonl(rest, ("query", "answer"))
         harness = GENERIC_HARNESS if family == "jsonl" else ROUGE_HARNESS
