@@ -11,19 +11,22 @@ from titok.models import load_tokenizer
 from titok.prompts import prompt_format
 from titok.tasks import resolve_task
 
-DATA = None  # the default data directory: ../shared/data
+
+def evaluate_tiny(folder, task, examples, work, max_new_tokens):
+    """Load a tiny model saved by the fixture and evaluate it in its own prompt format."""
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = load_tokenizer(str(folder))
+    fmt = prompt_format(tokenizer)
+    return evaluate_model(
+        model, tokenizer, fmt, task, examples, work, max_new_tokens=max_new_tokens
+    )
 
 
 @pytest.mark.parametrize("model_key", ["source", "target"])
 def test_tiny_model_evaluates_through_the_harness(tiny_models, tmp_path, model_key):
     task = resolve_task("bbh:boolean_expressions")
     assert any(f["name"] == "flexible-extract" for f in task.harness["filter_list"])
-    model = AutoModelForCausalLM.from_pretrained(tiny_models[model_key])
-    tokenizer = load_tokenizer(str(tiny_models[model_key]))
-    fmt = prompt_format(tokenizer)
-    result = evaluate_model(
-        model, tokenizer, fmt, task, task.examples[:4], tmp_path, max_new_tokens=4
-    )
+    result = evaluate_tiny(tiny_models[model_key], task, task.examples[:4], tmp_path, 4)
     assert result.n == 4 and len(result.predictions) == 4
     assert result.metric == "exact_match,flexible-extract"
     assert result.accuracy == sum(p["correct"] for p in result.predictions) / 4
@@ -49,17 +52,7 @@ def test_tasks_resolve_with_did_you_mean():
 def test_multiple_choice_bbh_filters_read_the_task_fields(tiny_models, tmp_path):
     """The harness's multiple-choice filter reads doc["input"] to find the options."""
     task = resolve_task("bbh:hyperbaton")
-    model = AutoModelForCausalLM.from_pretrained(tiny_models["target"])
-    tokenizer = load_tokenizer(str(tiny_models["target"]))
-    result = evaluate_model(
-        model,
-        tokenizer,
-        prompt_format(tokenizer),
-        task,
-        task.examples[:2],
-        tmp_path,
-        max_new_tokens=3,
-    )
+    result = evaluate_tiny(tiny_models["target"], task, task.examples[:2], tmp_path, 3)
     assert result.n == 2 and {p["target"] for p in result.predictions} <= {"(A)", "(B)"}
 
 
@@ -89,17 +82,7 @@ def test_lamp_fixture_scores_equal_rouge_score_directly(tiny_models, tmp_path):
     (tmp_path / "dev_outputs.json").write_text(json.dumps(golds))
     task = resolve_task(f"lamp4:{tmp_path / 'dev_questions.json'}")
     assert [e.answer for e in task.examples] == ["Paris rain", "Markets up"]
-    model = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
-    tokenizer = load_tokenizer(str(tiny_models["source"]))
-    result = evaluate_model(
-        model,
-        tokenizer,
-        prompt_format(tokenizer),
-        task,
-        task.examples,
-        tmp_path / "w",
-        max_new_tokens=6,
-    )
+    result = evaluate_tiny(tiny_models["source"], task, task.examples, tmp_path / "w", 6)
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"])
     for prediction in result.predictions:
         expected = scorer.score(prediction["target"], prediction["output"].strip())
