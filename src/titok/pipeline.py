@@ -104,7 +104,9 @@ class Run:
         return load_model(self.config.target_base)
 
     # -- fingerprints ----------------------------------------------------------------------------
+    @cached_property
     def fingerprints(self) -> dict[str, str]:
+        """Each stage's fingerprint; computed once per run (it hashes the adapter's weights)."""
         c = self.config
         synth_fp = fingerprint(
             "synth",
@@ -129,15 +131,11 @@ class Run:
         }
 
     def run_stage(
-        self,
-        stage: str,
-        outputs: list[str],
-        body: Callable[[], dict[str, Any]],
-        force: bool = False,
+        self, stage: str, body: Callable[[], dict[str, Any]], force: bool = False
     ) -> bool:
         """Run `body` unless the stage is done with the same fingerprint; True if it ran."""
-        stage_fp = self.fingerprints()[stage]
-        if not force and self.run_dir.is_done(stage, stage_fp, outputs):
+        stage_fp = self.fingerprints[stage]
+        if not force and self.run_dir.is_done(stage, stage_fp, STAGE_OUTPUTS[stage]):
             log.info("%s: up to date, skipped", stage)
             self.timings[stage] = 0.0
             return False
@@ -174,7 +172,7 @@ def stage_synth(run: Run, force: bool = False) -> bool:
         run.run_dir.write_jsonl("synthetic.jsonl", rows)
         return result.figures
 
-    return run.run_stage("synth", STAGE_OUTPUTS["synth"], body, force)
+    return run.run_stage("synth", body, force)
 
 
 def stage_score(run: Run, force: bool = False) -> bool:
@@ -204,7 +202,7 @@ def stage_score(run: Run, force: bool = False) -> bool:
             "tokens": sum(len(r["excess"]) for r in rows),
         }
 
-    return run.run_stage("score", STAGE_OUTPUTS["score"], body, force)
+    return run.run_stage("score", body, force)
 
 
 def stage_select(run: Run, force: bool = False) -> bool:
@@ -237,7 +235,7 @@ def stage_select(run: Run, force: bool = False) -> bool:
             "answer_tokens": sum(len(r["source_mask"]) for r in selected),
         }
 
-    return run.run_stage("select", STAGE_OUTPUTS["select"], body, force)
+    return run.run_stage("select", body, force)
 
 
 def transfer_row(row: dict, run: Run, stats: AlignmentStats) -> dict:
@@ -298,7 +296,7 @@ def stage_align(run: Run, force: bool = False) -> bool:
             **{f"groups_{k}": v for k, v in stats.groups.items()},
         }
 
-    return run.run_stage("align", STAGE_OUTPUTS["align"], body, force)
+    return run.run_stage("align", body, force)
 
 
 def training_examples(rows: list[dict], run: Run) -> list[TrainExample]:
@@ -330,7 +328,7 @@ def stage_train(run: Run, force: bool = False) -> bool:
         run.run_dir.replace_dir("adapter", built)
         return figures
 
-    return run.run_stage("train", STAGE_OUTPUTS["train"], body, force)
+    return run.run_stage("train", body, force)
 
 
 STAGE_OUTPUTS = {
@@ -345,7 +343,7 @@ STAGE_OUTPUTS = {
 def stage_status(run: Run) -> list[tuple[str, str, dict[str, Any]]]:
     """(stage, 'done' | 'stale' | 'to do', figures) for each stage, in order."""
     status = []
-    for stage, stage_fp in run.fingerprints().items():
+    for stage, stage_fp in run.fingerprints.items():
         manifest = run.run_dir.manifest(stage)
         if manifest is None:
             status.append((stage, "to do", {}))
