@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 import math
 
-from titok.bench import Bench, BenchSettings, markdown_table, transfer_efficiency, write_report
+from titok.bench import (
+    Bench,
+    BenchSettings,
+    k_sweep_chart,
+    markdown_table,
+    transfer_efficiency,
+    write_report,
+)
 from titok.config import SynthConfig, TrainConfig
 
 
@@ -15,6 +22,7 @@ def tiny_settings(tiny_models, out):
         tasks=["bbh:boolean_expressions"],
         source=str(tiny_models["source"]),
         target=str(tiny_models["target"]),
+        methods=["titok", "kd"],
         limit=3,
         m=2,
         max_new_tokens=4,
@@ -51,6 +59,7 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch):
         "target vanilla",
         "target ceiling",
         "titok",
+        "kd",
     ]
     assert all(c["status"] == "done" and c["n"] == 3 for c in cells), cells
     assert all("git_commit" in c and c["settings"]["limit"] == 3 for c in cells)
@@ -64,6 +73,14 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch):
     assert "| bbh:boolean_expressions |" in report
     assert (tmp_path / "bench" / "results.png").stat().st_size > 1000
     assert json.loads(bench.cell_path("bbh:boolean_expressions", "titok").read_text())["metric"]
+    # KD reused TiTok's synthetic data and scores (same fingerprints) instead of generating anew.
+    kd_synth = json.loads(
+        (tmp_path / "bench/bbh_boolean_expressions/kd/stages/synth.json").read_text()
+    )
+    assert kd_synth["adopted_from"].endswith("titok")
+    assert "adopted_from" in json.loads(
+        (tmp_path / "bench/bbh_boolean_expressions/kd/stages/score.json").read_text()
+    )
 
 
 def test_transfer_efficiency_and_table():
@@ -75,3 +92,21 @@ def test_transfer_efficiency_and_table():
     ]
     table = markdown_table(cells, ["target vanilla", "target ceiling", "titok"], ["titok"])
     assert "+0.150" in table and "75%" in table
+
+
+def test_ablations_are_columns_and_the_k_sweep_is_drawn(tmp_path):
+    bench = Bench(BenchSettings(out=tmp_path, methods=["titok"], ablations=True))
+    names = [v.name for v in bench.variants()]
+    assert names[:3] == ["titok", "titok:random-M", "titok:target-writes"]
+    assert [n for n in names if n.startswith("titok:k=")] == [
+        f"titok:k={k}" for k in (0.1, 0.3, 0.5, 0.9, 1.0)
+    ]
+    config = bench.transplant_config(bench.variants()[1], tmp_path, tmp_path / "seeds.jsonl")
+    assert config.select.rank_by == "random" and config.select.m == 40
+    cells = [
+        {"task": "t", "column": c, "status": "done", "value": v, "stderr": 0.1}
+        for c, v in [("titok", 0.6), ("titok:k=0.1", 0.3), ("titok:k=1.0", 0.5)]
+    ]
+    assert k_sweep_chart(cells, 0.7, tmp_path / "k.png")
+    assert (tmp_path / "k.png").stat().st_size > 1000
+    assert not k_sweep_chart(cells[:1], 0.7, tmp_path / "none.png")

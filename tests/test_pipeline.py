@@ -13,7 +13,6 @@ from transformers import AutoModelForCausalLM
 from titok.config import TransplantConfig
 from titok.data import Example
 from titok.errors import AdapterError
-from titok.methods import get_method
 from titok.pipeline import Run
 from titok.rundir import RunDir
 
@@ -50,7 +49,7 @@ def rows(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def finished_run(tiny_models, tmp_path_factory) -> Run:
     run = make_run(tiny_models, tmp_path_factory.mktemp("run") / "run")
-    get_method("titok").run(run)
+    run.run_all()
     return run
 
 
@@ -90,10 +89,10 @@ def test_artifacts_follow_the_selection_rules(finished_run):
 def test_rerun_skips_finished_stages_and_a_changed_k_reruns_from_align(finished_run, tiny_models):
     root = finished_run.run_dir.root
     again = make_run(tiny_models, root)
-    get_method("titok").run(again)
+    again.run_all()
     assert set(again.timings.values()) == {0.0}
     changed = make_run(tiny_models, root, select__k=0.3)
-    get_method("titok").run(changed)
+    changed.run_all()
     ran = {stage for stage, seconds in changed.timings.items() if seconds > 0}
     assert ran == {"select", "align", "train"}
     for row in rows(root / "target.jsonl"):
@@ -104,9 +103,7 @@ def test_external_queries_are_labelled_not_generated(tiny_models, tmp_path):
     queries = tmp_path / "queries.jsonl"
     queries.write_text("".join(json.dumps({"query": f"True and {i} is"}) + "\n" for i in range(6)))
     run = make_run(tiny_models, tmp_path / "run", queries=str(queries))
-    from titok.pipeline import stage_synth
-
-    stage_synth(run)
+    run.run_stage(run.stage("synth"))
     made = rows(tmp_path / "run" / "synthetic.jsonl")
     assert {r["query"] for r in made} <= {f"True and {i} is" for i in range(6)}
     assert run.run_dir.manifest("synth")["figures"]["queries_external"] == 6
@@ -171,9 +168,7 @@ def test_training_changes_only_lora_weights(tiny_models):
 def test_rank_rule_marks_exactly_max_1_floor_k_tokens(finished_run, tiny_models):
     root = finished_run.run_dir.root
     ranked = make_run(tiny_models, root, select__end_token="rank")
-    from titok.pipeline import stage_select
-
-    stage_select(ranked)
+    ranked.run_stage(ranked.stage("select"))
     for row in rows(root / "selected.jsonl"):
         assert sum(row["source_mask"]) == max(1, math.floor(0.7 * len(row["excess"])))
 
@@ -182,22 +177,19 @@ def test_m_larger_than_the_pool_is_an_error_and_writes_nothing(finished_run, tin
     import shutil
 
     from titok.errors import GenerationError
-    from titok.pipeline import stage_select
 
     copy = tmp_path / "run"
     shutil.copytree(finished_run.run_dir.root, copy)
     (copy / "selected.jsonl").unlink()
     too_many = make_run(tiny_models, copy, select__m=1000)
     with pytest.raises(GenerationError, match=r"select\.m is 1000 but the pool holds"):
-        stage_select(too_many)
+        too_many.run_stage(too_many.stage("select"))
     assert not (copy / "selected.jsonl").exists()
 
 
 def test_status_tells_done_stale_and_to_do(finished_run, tiny_models, tmp_path):
-    from titok.pipeline import stage_status
-
     changed = make_run(tiny_models, finished_run.run_dir.root, select__k=0.5)
-    states = {stage: state for stage, state, _ in stage_status(changed)}
+    states = {stage: state for stage, state, _ in changed.status()}
     assert states == {
         "synth": "done",
         "score": "done",
@@ -206,4 +198,4 @@ def test_status_tells_done_stale_and_to_do(finished_run, tiny_models, tmp_path):
         "train": "stale",
     }
     fresh = make_run(tiny_models, tmp_path / "new")
-    assert {state for _, state, _ in stage_status(fresh)} == {"to do"}
+    assert {state for _, state, _ in fresh.status()} == {"to do"}

@@ -97,9 +97,9 @@ def test_top_k_mask_rules():
 
 
 def test_rank_samples_keeps_top_m_or_random_m():
-    assert rank_samples([0.1, 0.9, 0.5, 0.7], 2, True, 0) == [1, 3]
-    random_pick = rank_samples([0.1, 0.9, 0.5, 0.7], 2, False, 0)
-    assert len(random_pick) == 2 and random_pick == rank_samples([0.1, 0.9, 0.5, 0.7], 2, False, 0)
+    assert rank_samples([0.1, 0.9, 0.5, 0.7], 2, False, 0) == [1, 3]
+    random_pick = rank_samples([0.1, 0.9, 0.5, 0.7], 2, True, 0)
+    assert len(random_pick) == 2 and random_pick == rank_samples([0.1, 0.9, 0.5, 0.7], 2, True, 0)
 
 
 def test_weighted_nll_equals_cross_entropy_on_selected_tokens():

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from titok.config import TransplantConfig, build_config
-from titok.methods import get_method
 from titok.pipeline import Run
 from titok.rundir import RunDir
 
@@ -21,5 +20,5 @@ def transplant(out: str | Path, config: str | Path | None = None, **settings: An
     resolved = build_config(TransplantConfig, config, settings)
     run = Run(resolved, RunDir(out))
     run.save_config()
-    get_method(resolved.method).run(run)
+    run.run_all()
     return run.run_dir.path("adapter")

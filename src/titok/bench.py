@@ -2,8 +2,11 @@
 
 Rows are tasks; columns are the source base, the source expert (a LoRA trained here on the
 task's 90% split), the target vanilla, the target trained on the same real 90% (the ceiling),
-and every transplant method. Each cell writes one results JSON (with git commit and settings);
-a killed bench continues from the cells it has. Then a Markdown table and a PNG chart.
+every transplant method and, with `--ablations`, TiTok's ablations (random M, target-written
+queries, a k sweep). Each cell writes one results JSON (with git commit and settings); a killed
+bench continues from the cells it has. Transplants of one task share the stages they have in
+common (same fingerprints), so e.g. KD reuses TiTok's synthetic data. Then Markdown tables and
+PNG charts.
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ from typing import Any
 from peft import PeftModel
 
 from titok import __version__
-from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig
+from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig, merge
 from titok.data import pick_seeds, split, write_jsonl
 from titok.evaluate import evaluate_model
 from titok.finetune import train_on_examples
-from titok.methods import get_method
 from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
 from titok.prompts import prompt_format
@@ -44,11 +46,35 @@ DEFAULT_TASKS = (
 )
 
 
+ALL_METHODS = ("titok", "kd", "kd-mined", "kd-5shot", "translora", "tuneshift-kd")
+K_SWEEP = (0.1, 0.3, 0.5, 0.9, 1.0)  # with TiTok's own k (0.7) that is the sweep 0.1 … 1.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One transplant column: a method and the settings it changes over the bench's."""
+
+    name: str
+    method: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def ablations() -> list[Variant]:
+    """TiTok's ablations (SPEC §3): sample filtering off, target-written queries, k sweep
+    (k = 1.0 is token selection off)."""
+    return [
+        Variant("titok:random-M", "titok", {"select": {"rank_by": "random"}}),
+        Variant("titok:target-writes", "titok", {"synth": {"query_writer": "target"}}),
+        *(Variant(f"titok:k={k}", "titok", {"select": {"k": k}}) for k in K_SWEEP),
+    ]
+
+
 @dataclass
 class BenchSettings:
     out: Path
     tasks: list[str] = field(default_factory=lambda: ["bbh:boolean_expressions"])
-    methods: list[str] = field(default_factory=lambda: ["titok"])
+    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    ablations: bool = False
     source: str = "smollm2-135m"
     target: str = "gemma3-270m"
     limit: int | None = None  # test examples per task
@@ -101,11 +127,15 @@ class Bench:
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         self.commit = git_commit()
 
+    def variants(self) -> list[Variant]:
+        chosen = [Variant(name, name) for name in self.settings.methods]
+        return chosen + (ablations() if self.settings.ablations else [])
+
     def columns(self) -> list[str]:
-        return [*BASE_COLUMNS, *self.settings.methods]
+        return [*BASE_COLUMNS, *(v.name for v in self.variants())]
 
     def cell_path(self, task: str, column: str) -> Path:
-        return self.cells_dir / f"{task.replace(':', '_')}__{column.replace(' ', '_')}.json"
+        return self.cells_dir / f"{slug(task)}__{slug(column)}.json"
 
     def cell_key(self, task: str, column: str) -> str:
         s = self.settings
@@ -119,9 +149,17 @@ class Bench:
             s.max_new_tokens,
             s.real_train.model_dump(),
         )
+        variant = next((v for v in self.variants() if v.name == column), None)
         extra = (
-            (s.m, s.k, s.synth.model_dump(), s.transplant_train.model_dump())
-            if column in s.methods
+            (
+                s.m,
+                s.k,
+                s.synth.model_dump(),
+                s.transplant_train.model_dump(),
+                variant.method,
+                variant.overrides,
+            )
+            if variant is not None
             else ()
         )
         return fingerprint("bench-cell", __version__, *shared, *extra)
@@ -171,7 +209,7 @@ class Bench:
             model = load_model(model_spec)
             if adapter is not None:
                 model = PeftModel.from_pretrained(model, str(adapter())).eval()
-            work = folder / "eval" / column.replace(" ", "_")
+            work = folder / "eval" / slug(column)
             result = evaluate_model(
                 model, tokenizer, fmt, task, test, work, max_new_tokens=s.max_new_tokens
             )
@@ -204,32 +242,42 @@ class Bench:
         self.run_cell(
             task_name, "target ceiling", lambda: evaluate(s.target, ceiling, "target ceiling")
         )
-        for method in s.methods:
+        seeds = folder / "seeds.jsonl"
+        write_jsonl(seeds, pick_seeds(train, 5, s.seed))
+        for variant in self.variants():
 
-            def transplanted(method: str = method) -> Path:
-                seeds = folder / "seeds.jsonl"
-                write_jsonl(seeds, pick_seeds(train, 5, s.seed))
-                config = TransplantConfig(
-                    source_base=s.source,
-                    source_adapter=str(expert()),
-                    target_base=s.target,
-                    seeds=str(seeds),
-                    method=method,
-                    seed=s.seed,
-                    synth=SynthConfig(
-                        query_prompt="continue", diversity_filter="dedup", max_answer_tokens=64
-                    ),
-                    select=SelectConfig(m=s.m, k=s.k),
-                    train=s.transplant_train,
+            def transplanted(variant: Variant = variant) -> Path:
+                run = Run(
+                    self.transplant_config(variant, expert(), seeds),
+                    RunDir(folder / slug(variant.name)),
                 )
-                run = Run(config, RunDir(folder / method))
                 run.save_config()
-                get_method(method).run(run)
-                return run.run_dir.path("adapter")
+                siblings = [d for d in folder.iterdir() if d.is_dir() and d != run.run_dir.root]
+                adopted = run.adopt_finished(siblings)
+                if adopted:
+                    log.info("%s / %s: reusing %s", task_name, variant.name, ", ".join(adopted))
+                return run.run_all()
 
             self.run_cell(
-                task_name, method, lambda m=method, t=transplanted: evaluate(s.target, t, m)
+                task_name,
+                variant.name,
+                lambda v=variant, t=transplanted: evaluate(s.target, t, v.name),
             )
+
+    def transplant_config(self, variant: Variant, expert: Path, seeds: Path) -> TransplantConfig:
+        s = self.settings
+        config = TransplantConfig(
+            source_base=s.source,
+            source_adapter=str(expert),
+            target_base=s.target,
+            seeds=str(seeds),
+            method=variant.method,
+            seed=s.seed,
+            synth=s.synth,
+            select=SelectConfig(m=s.m, k=s.k),
+            train=s.transplant_train,
+        )
+        return TransplantConfig.model_validate(merge(config.model_dump(), variant.overrides))
 
     def run(self) -> list[dict[str, Any]]:
         for task in self.settings.tasks:
@@ -245,16 +293,33 @@ class Bench:
         ]
 
 
+def slug(name: str) -> str:
+    """A column or task name as a file name."""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in name)
+
+
 def transfer_efficiency(method: float, vanilla: float, ceiling: float) -> float:
     """(transplanted − vanilla) ÷ (ceiling − vanilla): the share of the reachable gain."""
     gap = ceiling - vanilla
     return (method - vanilla) / gap if gap > 0 else math.nan
 
 
-def markdown_table(cells: list[dict[str, Any]], columns: list[str], methods: list[str]) -> str:
+def _by_task(cells: list[dict[str, Any]]) -> dict[str, dict[str, dict]]:
     by_task: dict[str, dict[str, dict]] = {}
     for cell in cells:
         by_task.setdefault(cell["task"], {})[cell["column"]] = cell
+    return by_task
+
+
+def _done(row: dict[str, dict], column: str) -> float | None:
+    cell = row.get(column)
+    return cell["value"] if cell is not None and cell["status"] == "done" else None
+
+
+def markdown_table(cells: list[dict[str, Any]], columns: list[str], methods: list[str]) -> str:
+    """Two tables: every column's score ± stderr (and the mean over tasks), then each method's
+    gain over the vanilla target and transfer efficiency."""
+    by_task = _by_task(cells)
 
     def show(cell: dict | None) -> str:
         if cell is None:
@@ -263,27 +328,75 @@ def markdown_table(cells: list[dict[str, Any]], columns: list[str], methods: lis
             return "failed"
         return f"{cell['value']:.3f} ± {cell['stderr']:.3f}"
 
-    extra = [f"{m}: gain" for m in methods] + [f"{m}: efficiency" for m in methods]
-    lines = [
-        "| task | " + " | ".join(columns + extra) + " |",
-        "|---" + "|---:" * (len(columns) + len(extra)) + "|",
+    scores = [
+        "| task | " + " | ".join(columns) + " |",
+        "|---" + "|---:" * len(columns) + "|",
     ]
     for task, row in by_task.items():
-        values = [show(row.get(c)) for c in columns]
-        ok = {c: row[c]["value"] for c in columns if c in row and row[c]["status"] == "done"}
-        gains, effs = [], []
-        for m in methods:
-            if m in ok and "target vanilla" in ok:
-                gains.append(f"{ok[m] - ok['target vanilla']:+.3f}")
-                eff = transfer_efficiency(
-                    ok[m], ok["target vanilla"], ok.get("target ceiling", math.nan)
-                )
-                effs.append("n/a (ceiling ≤ vanilla)" if math.isnan(eff) else f"{eff:.0%}")
-            else:
-                gains.append("—")
-                effs.append("—")
-        lines.append(f"| {task} | " + " | ".join(values + gains + effs) + " |")
-    return "\n".join(lines)
+        scores.append(f"| {task} | " + " | ".join(show(row.get(c)) for c in columns) + " |")
+    if len(by_task) > 1:
+        means = []
+        for column in columns:
+            values = [_done(row, column) for row in by_task.values()]
+            complete = all(v is not None for v in values)
+            means.append(f"{sum(values) / len(values):.3f}" if complete else "—")  # type: ignore[arg-type]
+        scores.append("| **mean** | " + " | ".join(means) + " |")
+
+    gains = [
+        "| task | " + " | ".join(f"{m}: gain (efficiency)" for m in methods) + " |",
+        "|---" + "|---:" * len(methods) + "|",
+    ]
+    for task, row in by_task.items():
+        vanilla, ceiling = _done(row, "target vanilla"), _done(row, "target ceiling")
+        shown = []
+        for method in methods:
+            value = _done(row, method)
+            if value is None or vanilla is None:
+                shown.append("—")
+                continue
+            eff = transfer_efficiency(value, vanilla, ceiling if ceiling is not None else math.nan)
+            eff_text = "n/a: ceiling ≤ vanilla" if math.isnan(eff) else f"{eff:.0%}"
+            shown.append(f"{value - vanilla:+.3f} ({eff_text})")
+        gains.append(f"| {task} | " + " | ".join(shown) + " |")
+    return (
+        "\n".join(scores)
+        + "\n\nGain over the target vanilla (transfer efficiency):\n\n"
+        + "\n".join(gains)
+    )
+
+
+def k_sweep_chart(cells: list[dict[str, Any]], base_k: float, path: Path) -> bool:
+    """Accuracy against k, one line per task, from the `titok` and `titok:k=…` columns."""
+    points: dict[str, dict[float, float]] = {}
+    for cell in cells:
+        if cell["status"] != "done":
+            continue
+        if cell["column"] == "titok":
+            k = base_k
+        elif cell["column"].startswith("titok:k="):
+            k = float(cell["column"].split("=", 1)[1])
+        else:
+            continue
+        points.setdefault(cell["task"], {})[k] = cell["value"]
+    if not any(len(p) > 1 for p in points.values()):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for task, by_k in points.items():
+        ks = sorted(by_k)
+        axes.plot(ks, [by_k[k] for k in ks], marker="o", label=task)
+    axes.set_xlabel("k (share of answer tokens trained)")
+    axes.set_ylabel("accuracy (zero-shot, greedy)")
+    axes.set_title("TiTok: token selection k")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
 
 
 def bar_chart(cells: list[dict[str, Any]], columns: list[str], path: Path) -> None:
@@ -322,12 +435,19 @@ def bar_chart(cells: list[dict[str, Any]], columns: list[str], path: Path) -> No
 
 def write_report(bench: Bench) -> str:
     cells = bench.cells()
-    table = markdown_table(cells, bench.columns(), bench.settings.methods)
+    variants = [v.name for v in bench.variants()]
+    table = markdown_table(cells, bench.columns(), variants)
     seconds = {c["column"]: 0.0 for c in cells}
     for cell in cells:
         seconds[cell["column"]] += cell["seconds"]
     timing = "\n".join(f"- {column}: {total:.0f} s" for column, total in seconds.items())
-    text = f"# titok bench\n\n{table}\n\nWall time per column (all tasks):\n{timing}\n"
-    (bench.settings.out / "results.md").write_text(text)
-    bar_chart(cells, bench.columns(), bench.settings.out / "results.png")
+    text = (
+        f"# titok bench\n\n{table}\n\nWall time per column (all tasks; a transplant column "
+        f"includes its stages and its evaluation):\n{timing}\n"
+    )
+    out = bench.settings.out
+    if k_sweep_chart(cells, bench.settings.k, out / "k_sweep.png"):
+        text += "\nk sweep: k_sweep.png\n"
+    (out / "results.md").write_text(text)
+    bar_chart(cells, bench.columns(), out / "results.png")
     return text

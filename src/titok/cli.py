@@ -65,50 +65,40 @@ def _main(
 
 
 def _stage(name: str, run_dir: Path, force: bool) -> None:
-    from titok.pipeline import STAGES, Run
+    from titok.pipeline import Run
 
     run = Run.open(run_dir)
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, run_dir / "run.log")
-    ran = STAGES[name](run, force)
+    ran = run.run_stage(run.stage(name), force)
     console.print(f"{name}: {'done' if ran else 'up to date'} ({run_dir})")
 
 
-@app.command()
-def synth(run: RunOption, force: ForceOption = False) -> None:
-    """Stage 1: the source expert writes and answers synthetic queries."""
-    _stage("synth", run, force)
+def _stage_command(name: str, help_text: str) -> None:
+    def command(run: RunOption, force: ForceOption = False) -> None:
+        _stage(name, run, force)
+
+    app.command(name, help=help_text)(command)
 
 
-@app.command()
-def score(run: RunOption, force: ForceOption = False) -> None:
-    """Stage 2: contrastive excess of every answer token."""
-    _stage("score", run, force)
-
-
-@app.command("select")
-def select_(run: RunOption, force: ForceOption = False) -> None:
-    """Stage 3: top-M samples by mean excess, top-k% tokens in each."""
-    _stage("select", run, force)
-
-
-@app.command()
-def align(run: RunOption, force: ForceOption = False) -> None:
-    """Stage 4: carry token masks to the target tokenizer."""
-    _stage("align", run, force)
-
-
-@app.command()
-def train(run: RunOption, force: ForceOption = False) -> None:
-    """Stage 5: train the target LoRA on the selected tokens."""
-    _stage("train", run, force)
+# One command per stage; a run's method decides which of them it has (`titok status`).
+for _name, _help in {
+    "synth": "Stage 1: the source expert writes and answers synthetic queries.",
+    "score": "Stage 2: contrastive excess of every answer token.",
+    "judge": "TransLoRA: a discriminator judges how real each synthetic sample looks.",
+    "select": "Stage 3: top-M samples, top-k% tokens in each.",
+    "align": "Stage 4: carry token masks to the target tokenizer.",
+    "teacher": "KD: the expert's top-k log-probs on the target's positions and vocabulary.",
+    "train": "Stage 5: train the target LoRA on the selected tokens.",
+}.items():
+    _stage_command(_name, _help)
 
 
 @app.command()
 def status(run: RunOption) -> None:
     """Each stage of a run: done, stale (settings or inputs changed) or to do, with its figures."""
-    from titok.pipeline import Run, stage_status
+    from titok.pipeline import Run
 
-    for stage, state, figures in stage_status(Run.open(run)):
+    for stage, state, figures in Run.open(run).status():
         shown = ", ".join(f"{k}={v}" for k, v in figures.items())
         print(f"{stage:<7} {state:<6} {shown}")
 
@@ -131,12 +121,21 @@ def transplant(
     ] = None,
     m: Annotated[int | None, typer.Option(help="Samples kept (select.m).")] = None,
     pool_factor: Annotated[float | None, typer.Option(help="Pool = pool_factor × m.")] = None,
+    rank_by: Annotated[
+        str | None,
+        typer.Option(help="Sample choice: excess, random (ablation) or discriminator."),
+    ] = None,
+    query_writer: Annotated[
+        str | None, typer.Option(help="Who writes the queries: source, target or seeds.")
+    ] = None,
+    kl_weight: Annotated[
+        float | None, typer.Option(help="KD methods: weight of the KL term (kd.kl_weight).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings; flags override it.")] = None,
 ) -> None:
     """Transplant a LoRA from the source base to the target base (all stages, resumable)."""
     from titok.config import TransplantConfig, build_config
-    from titok.methods import get_method
     from titok.pipeline import Run
     from titok.rundir import RunDir
 
@@ -148,14 +147,15 @@ def transplant(
         "queries": queries,
         "method": method,
         "seed": seed,
-        "select": {"k": k, "m": m},
-        "synth": {"pool_factor": pool_factor},
+        "select": {"k": k, "m": m, "rank_by": rank_by},
+        "synth": {"pool_factor": pool_factor, "query_writer": query_writer},
+        "kd": {"kl_weight": kl_weight},
     }
     settings = build_config(TransplantConfig, config, flags)
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "run.log")
     run = Run(settings, RunDir(out))
     run.save_config()
-    get_method(settings.method).run(run)
+    run.run_all()
     console.print(f"adapter: {out / 'adapter'}")
 
 
@@ -197,28 +197,43 @@ def bench(
     tasks: Annotated[
         str | None, typer.Option(help="Comma-separated tasks (default: the bench set).")
     ] = None,
-    methods: Annotated[str, typer.Option(help="Comma-separated transplant methods.")] = "titok",
+    methods: Annotated[
+        str | None, typer.Option(help="Comma-separated transplant methods (default: all).")
+    ] = None,
+    ablations: Annotated[
+        bool,
+        typer.Option(help="Add TiTok's ablations: random M, target-written queries, k sweep."),
+    ] = False,
     limit: Annotated[int | None, typer.Option(help="Test examples per task.")] = None,
     m: Annotated[int, typer.Option(help="Synthetic samples kept per transplant.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Holds bbh/ and mmlu/.")] = None,
 ) -> None:
     """The comparison table: source base/expert, target vanilla/ceiling, each method."""
-    from titok.bench import DEFAULT_TASKS, Bench, BenchSettings, write_report
+    from titok.bench import ALL_METHODS, DEFAULT_TASKS, Bench, BenchSettings, write_report
     from titok.methods import get_method
 
     chosen = [t.strip() for t in tasks.split(",")] if tasks else list(DEFAULT_TASKS)
-    method_names = [name.strip() for name in methods.split(",")]
+    method_names = [n.strip() for n in methods.split(",")] if methods else list(ALL_METHODS)
     for name in method_names:
         get_method(name)  # fail fast on a typo, before hours of work
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "bench.log")
     settings = BenchSettings(
-        out=out, tasks=chosen, methods=method_names, limit=limit, m=m, seed=seed, data_dir=data_dir
+        out=out,
+        tasks=chosen,
+        methods=method_names,
+        ablations=ablations,
+        limit=limit,
+        m=m,
+        seed=seed,
+        data_dir=data_dir,
     )
     bench_run = Bench(settings)
     bench_run.run()
     print(write_report(bench_run))
     print(f"cells: {out / 'cells'}  table: {out / 'results.md'}  chart: {out / 'results.png'}")
+    if (out / "k_sweep.png").is_file():
+        print(f"k sweep: {out / 'k_sweep.png'}")
 
 
 @app.command("methods")

@@ -32,6 +32,12 @@ class SynthConfig(_Settings):
         "let the model continue a plain numbered list of the seeds (the query ends at the first "
         "blank line). 'continue' suits base models and small experts that answer every turn.",
     )
+    query_writer: Literal["source", "target", "seeds"] = Field(
+        "source",
+        description="Who writes the queries: 'source' (the source expert, TiTok), 'target' (the "
+        "vanilla target, as TransLoRA; an ablation for TiTok) or 'seeds' (no generation: the "
+        "seeds with their own answers are the data, as KD 5-shot). The expert always answers.",
+    )
     pool_factor: float = Field(2.0, ge=1.0, description="Pool size = pool_factor × select.m.")
     few_shot: int = Field(5, ge=1, description="Seeds shown (shuffled) in each query request.")
     temperature: float = Field(1.0, gt=0.0, description="Sampling temperature for queries.")
@@ -69,8 +75,11 @@ class SelectConfig(_Settings):
         description="'always': the end-of-answer token is always trained and the top-k runs "
         "over the answer's text tokens; 'rank': it is ranked with them by its excess.",
     )
-    sample_filter: bool = Field(
-        True, description="Rank samples by mean excess; false keeps a random M (ablation)."
+    rank_by: Literal["excess", "random", "discriminator"] = Field(
+        "excess",
+        description="How the M samples are chosen from the pool: 'excess' (top mean excess, "
+        "TiTok), 'random' (sample filtering off, an ablation; KD), 'discriminator' (most "
+        "real-looking first, TransLoRA).",
     )
 
 
@@ -96,6 +105,67 @@ class TrainConfig(_Settings):
     )
 
 
+class KDConfig(_Settings):
+    """SPEC §3: distillation from the source expert's next-token distributions."""
+
+    kl_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Loss = (1 − kl_weight)·cross-entropy + kl_weight·KL(teacher ‖ student).",
+    )
+    top_k: int = Field(
+        20,
+        ge=1,
+        description="Teacher log-probs stored per token (its top-k; both distributions are "
+        "renormalised over them). Full distributions would not fit: Gemma-3 has 262,144 tokens.",
+    )
+    vocab_map: Literal["exact", "mined"] = Field(
+        "exact",
+        description="Across tokenizers, how a teacher token becomes a target token: 'exact' (same "
+        "text, others dropped) or 'mined' (minimum edit distance, FuseLLM). Same tokenizer: "
+        "identity either way.",
+    )
+
+
+class DiscriminatorConfig(_Settings):
+    """TransLoRA's filter: a LoRA classifier on the source base, real examples vs synthetic."""
+
+    real: str | None = Field(
+        None, description="JSONL of extra real {query, answer} examples (the seeds always count)."
+    )
+    folds: int = Field(
+        2,
+        ge=2,
+        description="Cross-fitting: the pool is split in this many parts, and each part is "
+        "judged by a discriminator that did not see it as a negative example.",
+    )
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(
+            r=8, alpha=16, lr=5e-4, epochs=3, batch_size=8, target_modules=None, max_length=384
+        ),
+        description="Training settings of the classifier LoRA.",
+    )
+
+
+class TuneShiftConfig(_Settings):
+    """TuneShift-KD's iterative prompt generation (arXiv 2603.24518)."""
+
+    rounds: int = Field(
+        3,
+        ge=1,
+        description="Generation rounds; each draws pool/rounds prompts, the first from the "
+        "seeds, the next from the prompts kept so far.",
+    )
+    keep_fraction: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="Share of each round's prompts kept: those with the highest perplexity ratio "
+        "(expert answer under the source base ÷ under the source expert).",
+    )
+
+
 class TransplantConfig(_Settings):
     """Everything `titok transplant` needs; saved resolved in the run directory."""
 
@@ -112,6 +182,9 @@ class TransplantConfig(_Settings):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    kd: KDConfig = Field(default_factory=KDConfig)
+    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
+    tuneshift: TuneShiftConfig = Field(default_factory=TuneShiftConfig)
 
     @field_validator("method")
     @classmethod

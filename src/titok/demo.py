@@ -21,7 +21,6 @@ from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfi
 from titok.data import Example, pick_seeds, read_bbh, split, write_jsonl
 from titok.evaluate import EvalResult, accuracy_stderr, evaluate_model
 from titok.finetune import train_on_examples
-from titok.methods import get_method
 from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
 from titok.prompts import prompt_format
@@ -121,7 +120,7 @@ def run_demo(settings: DemoSettings) -> dict:
 
     run = Run(transplant_config(settings, adapter, seeds_file), RunDir(settings.out / "transplant"))
     run.save_config()
-    get_method(run.config.method).run(run)
+    run.run_all()
     timings.update({f"transplant: {k}": v for k, v in run.timings.items()})
 
     started = time.perf_counter()

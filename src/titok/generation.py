@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -20,7 +20,7 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
     return ids, mask
 
 
-def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (less padding), in a fixed order."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
@@ -48,7 +48,7 @@ def generate(
     Each batch is seeded from `seed` and its position, so a rerun gives the same samples.
     """
     outputs: list[list[int]] = [[] for _ in prompts]
-    batches = _length_batches([len(p) for p in prompts], batch_size)
+    batches = length_batches([len(p) for p in prompts], batch_size)
     stops = set(stop_ids)
     for number, batch in enumerate(
         tqdm(batches, desc=desc, unit="batch", leave=False, disable=None)
@@ -74,24 +74,22 @@ def generate(
     return outputs
 
 
-@torch.inference_mode()
-def answer_logprobs(
+def _answer_rows(
     model: PreTrainedModel,
     pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
     *,
     pad_id: int,
     batch_size: int,
-    desc: str = "scoring",
-) -> list[torch.Tensor]:
-    """log p(answer token | prompt, answer prefix) for every answer token of every pair.
+    desc: str,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(pair index, log-probs over the vocabulary at each answer token, answer ids), per pair.
 
     Sequences are left-padded so every answer ends at the last position; only the logits of the
     last positions are computed (`logits_to_keep`), and log-softmax runs one row at a time.
     """
-    results: list[torch.Tensor] = [torch.empty(0) for _ in pairs]
     lengths = [len(p) + len(a) for p, a in pairs]
     for batch in tqdm(
-        _length_batches(lengths, batch_size), desc=desc, unit="batch", leave=False, disable=None
+        length_batches(lengths, batch_size), desc=desc, unit="batch", leave=False, disable=None
     ):
         ids, mask = left_pad([list(pairs[i][0]) + list(pairs[i][1]) for i in batch], pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -105,6 +103,44 @@ def answer_logprobs(
             # logits at position t predict token t+1: the answer's predictors are the n positions
             # before the last one.
             row_logits = logits[row, keep - 1 - n : keep - 1].float()
-            logprobs = torch.log_softmax(row_logits, dim=-1)
-            results[index] = logprobs.gather(-1, answer[:, None])[:, 0]
+            yield index, torch.log_softmax(row_logits, dim=-1), answer
+
+
+@torch.inference_mode()
+def answer_logprobs(
+    model: PreTrainedModel,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    *,
+    pad_id: int,
+    batch_size: int,
+    desc: str = "scoring",
+) -> list[torch.Tensor]:
+    """log p(answer token | prompt, answer prefix) for every answer token of every pair."""
+    results: list[torch.Tensor] = [torch.empty(0) for _ in pairs]
+    for index, logprobs, answer in _answer_rows(
+        model, pairs, pad_id=pad_id, batch_size=batch_size, desc=desc
+    ):
+        results[index] = logprobs.gather(-1, answer[:, None])[:, 0]
+    return results
+
+
+@torch.inference_mode()
+def answer_top_k(
+    model: PreTrainedModel,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    *,
+    pad_id: int,
+    batch_size: int,
+    k: int,
+    desc: str = "teacher",
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The k most likely next tokens (ids, log-probs) at every answer position of every pair."""
+    results: list[tuple[torch.Tensor, torch.Tensor]] = [
+        (torch.empty(0), torch.empty(0)) for _ in pairs
+    ]
+    for index, logprobs, _ in _answer_rows(
+        model, pairs, pad_id=pad_id, batch_size=batch_size, desc=desc
+    ):
+        top = torch.topk(logprobs, min(k, logprobs.shape[-1]), dim=-1)
+        results[index] = (top.indices, top.values)
     return results

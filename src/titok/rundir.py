@@ -79,6 +79,27 @@ class RunDir:
             raise RunDirError(f"{file} not found: run `titok {made_by} --run {self.root}` first")
         return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line]
 
+    def adopt(self, other: RunDir, stage: str, outputs: Iterable[str]) -> None:
+        """Copy a finished stage (outputs, then manifest) from another run directory."""
+        for name in outputs:
+            source, target = other.path(name), self.path(name)
+            top = Path(name).parts[0]
+            if len(Path(name).parts) > 1:  # an output inside a directory: copy the directory
+                built = self.temp_dir(top)
+                shutil.rmtree(built)
+                shutil.copytree(other.path(top), built)
+                self.replace_dir(top, built)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            os.close(handle)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        manifest = other.manifest(stage)
+        self.write_json(
+            f"stages/{stage}.json", {**(manifest or {}), "adopted_from": str(other.root)}
+        )
+
     # -- stage manifests ----------------------------------------------------------------------
     def manifest(self, stage: str) -> dict | None:
         file = self.path(f"stages/{stage}.json")

@@ -62,11 +62,11 @@ def mean_text_excess(values: Sequence[float], n_end: int) -> float:
     return float(np.mean(text if len(text) else array))
 
 
-def rank_samples(mean_excess: Sequence[float], m: int, by_excess: bool, seed: int) -> list[int]:
-    """Indices of the kept samples, in their original order."""
-    indices = list(range(len(mean_excess)))
-    if by_excess:
-        chosen = sorted(indices, key=lambda i: (-mean_excess[i], i))[:m]
-    else:
+def rank_samples(scores: Sequence[float], m: int, at_random: bool, seed: int) -> list[int]:
+    """Indices of the M kept samples (highest score first, or at random), in pool order."""
+    indices = list(range(len(scores)))
+    if at_random:
         chosen = random.Random(seed).sample(indices, min(m, len(indices)))
+    else:
+        chosen = sorted(indices, key=lambda i: (-scores[i], i))[:m]
     return sorted(chosen)

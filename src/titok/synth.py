@@ -99,6 +99,15 @@ class DiversityFilter:
 
 
 @dataclass
+class Writer:
+    """A model that writes text, with its tokenizer and prompt format."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    fmt: PromptFormat
+
+
+@dataclass
 class SynthResult:
     samples: list[Example]
     figures: dict[str, float]
@@ -112,12 +121,17 @@ def generate_queries(
     config: SynthConfig,
     pool_size: int,
     seed: int,
+    seen: Sequence[str] = (),
 ) -> tuple[list[str], dict[str, float]]:
-    """Sample queries from the expert until `pool_size` pass the diversity filter."""
+    """Sample queries until `pool_size` pass the diversity filter.
+
+    The examples shown are `seeds`; a copy of one of them, or of a query in `seen` (earlier
+    rounds), is not a new query.
+    """
     rng = random.Random(seed)
     keep = DiversityFilter(config.diversity_filter, config.rouge_threshold)
-    for example in seeds:  # a copy of a seed is not a new query
-        keep.offer(example.query)
+    for query in [*(example.query for example in seeds), *seen]:
+        keep.offer(query)
     n_seeds = len(keep.kept)
     drawn = 0
     rounds = 0
@@ -153,7 +167,7 @@ def generate_queries(
     queries = keep.kept[n_seeds:]
     if not queries:
         raise GenerationError(
-            f"the source expert wrote {drawn} queries and none passed the diversity filter; "
+            f"the query writer wrote {drawn} queries and none passed the diversity filter; "
             "check the seeds, raise synth.temperature or use synth.diversity_filter: dedup"
         )
     if len(queries) < pool_size:
@@ -185,23 +199,34 @@ def label_queries(
 
 
 def synthesize(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    fmt: PromptFormat,
+    expert: Writer,
     seeds: Sequence[Example],
     config: SynthConfig,
     pool_size: int,
     seed: int,
     external_queries: Sequence[str] | None = None,
+    query_writer: Writer | None = None,
 ) -> SynthResult:
+    """Queries (external, or by `query_writer`, default the expert), answered by the expert."""
     if external_queries is not None:
         queries, figures = list(external_queries), {"queries_external": len(external_queries)}
     else:
-        queries, figures = generate_queries(model, tokenizer, fmt, seeds, config, pool_size, seed)
-    answers = label_queries(model, tokenizer, fmt, queries, config, seed)
-    samples = [Example(q, a) for q, a in zip(queries, answers, strict=True) if a]
-    if not samples:
-        raise GenerationError("the source expert gave an empty answer to every query")
+        writer = query_writer or expert
+        queries, figures = generate_queries(
+            writer.model, writer.tokenizer, writer.fmt, seeds, config, pool_size, seed
+        )
+    samples = answer_all(expert, queries, config, seed)
     figures["samples"] = len(samples)
     figures["empty_answers"] = len(queries) - len(samples)
     return SynthResult(samples, figures)
+
+
+def answer_all(
+    expert: Writer, queries: Sequence[str], config: SynthConfig, seed: int
+) -> list[Example]:
+    """The expert's answers; queries it answers with nothing are dropped."""
+    answers = label_queries(expert.model, expert.tokenizer, expert.fmt, queries, config, seed)
+    samples = [Example(q, a) for q, a in zip(queries, answers, strict=True) if a]
+    if not samples:
+        raise GenerationError("the source expert gave an empty answer to every query")
+    return samples

@@ -1,4 +1,8 @@
-"""Stage 5 (SPEC §2.5): a fresh LoRA on the frozen target, NLL on the selected tokens only."""
+"""Stage 5 (SPEC §2.5): a fresh LoRA on the frozen target, NLL on the selected tokens only.
+
+The same loop trains the KD baselines (cross-entropy plus KL to the teacher's top-k) and, through
+`fit`, TransLoRA's discriminator.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm.auto import tqdm
@@ -25,11 +31,29 @@ class TrainingError(TitokError):
     """Training diverged or had nothing to learn from."""
 
 
+Item = TypeVar("Item")
+NO_TEACHER = -1  # teacher id of a slot (or a whole position) without a teacher log-prob
+
+
 @dataclass
 class TrainExample:
     prompt_ids: list[int]
     answer_ids: list[int]  # answer tokens followed by the end-of-answer token(s)
     weights: list[float]  # per answer token: 0 = no loss, 1 = selected (fractional if asked)
+    # KD only, one row per answer token: the teacher's top-k target-vocabulary ids (NO_TEACHER
+    # where a slot or position has none) and their log-probs.
+    teacher_ids: np.ndarray | None = None
+    teacher_logprobs: np.ndarray | None = None
+
+    def head(self, n: int, prompt: list[int] | None = None) -> TrainExample:
+        """The first `n` answer tokens (and their teacher rows), optionally another prompt."""
+        return TrainExample(
+            self.prompt_ids if prompt is None else prompt,
+            self.answer_ids[:n],
+            self.weights[:n],
+            None if self.teacher_ids is None else self.teacher_ids[:n],
+            None if self.teacher_logprobs is None else self.teacher_logprobs[:n],
+        )
 
 
 def _truncate(example: TrainExample, max_length: int) -> TrainExample:
@@ -37,35 +61,83 @@ def _truncate(example: TrainExample, max_length: int) -> TrainExample:
     if room >= len(example.answer_ids):
         return example
     if room < 1:  # keep the end of the prompt, next to the answer
-        prompt = example.prompt_ids[-(max_length - 1) :]
-        return TrainExample(prompt, example.answer_ids[:1], example.weights[:1])
-    return TrainExample(example.prompt_ids, example.answer_ids[:room], example.weights[:room])
+        return example.head(1, example.prompt_ids[-(max_length - 1) :])
+    return example.head(room)
 
 
 def collate(batch: Sequence[TrainExample], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded ids, attention mask and per-position loss weights (0 off the answer)."""
+    """Right-padded ids, attention mask, per-position loss weights (0 off the answer) and, when
+    the examples carry a teacher, its top-k ids and log-probs per position."""
     width = max(len(ex.prompt_ids) + len(ex.answer_ids) for ex in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     weights = torch.zeros((len(batch), width), dtype=torch.float32)
+    top = max((ex.teacher_ids.shape[1] for ex in batch if ex.teacher_ids is not None), default=0)
+    teacher_ids = torch.full((len(batch), width, top), NO_TEACHER, dtype=torch.long)
+    teacher_logprobs = torch.zeros((len(batch), width, top), dtype=torch.float32)
     for row, ex in enumerate(batch):
         sequence = ex.prompt_ids + ex.answer_ids
-        ids[row, : len(sequence)] = torch.tensor(sequence)
-        mask[row, : len(sequence)] = 1
-        weights[row, len(ex.prompt_ids) : len(sequence)] = torch.tensor(
-            ex.weights, dtype=torch.float32
-        )
-    return {"input_ids": ids, "attention_mask": mask, "weights": weights}
+        start, end = len(ex.prompt_ids), len(sequence)
+        ids[row, :end] = torch.tensor(sequence)
+        mask[row, :end] = 1
+        weights[row, start:end] = torch.tensor(ex.weights, dtype=torch.float32)
+        if ex.teacher_ids is not None and ex.teacher_logprobs is not None:
+            k = ex.teacher_ids.shape[1]
+            teacher_ids[row, start:end, :k] = torch.from_numpy(ex.teacher_ids.astype(np.int64))
+            teacher_logprobs[row, start:end, :k] = torch.from_numpy(
+                ex.teacher_logprobs.astype(np.float32)
+            )
+    batch_tensors = {"input_ids": ids, "attention_mask": mask, "weights": weights}
+    if top:
+        batch_tensors.update(teacher_ids=teacher_ids, teacher_logprobs=teacher_logprobs)
+    return batch_tensors
 
 
 def weighted_nll(
     logits: torch.Tensor, input_ids: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
     """Weighted mean NLL of each token given its prefix; weights belong to the predicted tokens."""
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return _nll(torch.log_softmax(logits[:, :-1].float(), dim=-1), input_ids, weights)
+
+
+def _nll(logprobs: torch.Tensor, input_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     token_logprobs = logprobs.gather(-1, input_ids[:, 1:, None])[..., 0]
     target_weights = weights[:, 1:]
     return -(token_logprobs * target_weights).sum() / target_weights.sum().clamp(min=1e-8)
+
+
+def top_k_kl(
+    student_logprobs: torch.Tensor, teacher_ids: torch.Tensor, teacher_logprobs: torch.Tensor
+) -> torch.Tensor:
+    """Mean KL(teacher ‖ student) over the positions that have a teacher.
+
+    Only the teacher's top-k are stored, so both distributions are renormalised over those k
+    tokens: the term is exactly 0 when the student's distribution equals the teacher's.
+    """
+    valid = teacher_ids != NO_TEACHER
+    has_teacher = valid.any(-1)
+    if not has_teacher.any():
+        return student_logprobs.new_zeros(())
+    # A large finite stand-in for -inf keeps every value and gradient finite.
+    floor = torch.finfo(torch.float32).min / 4
+    student = student_logprobs.gather(-1, teacher_ids.clamp(min=0)).masked_fill(~valid, floor)
+    teacher = teacher_logprobs.masked_fill(~valid, floor)
+    student = student - torch.logsumexp(student, -1, keepdim=True)
+    teacher = teacher - torch.logsumexp(teacher, -1, keepdim=True)
+    per_slot = torch.where(valid, teacher.exp() * (teacher - student), torch.zeros_like(student))
+    return per_slot.sum(-1)[has_teacher].mean()
+
+
+def distill_loss(
+    logits: torch.Tensor, batch: dict[str, torch.Tensor], kl_weight: float
+) -> torch.Tensor:
+    """(1 − kl_weight)·weighted NLL + kl_weight·KL to the teacher; plain NLL without a teacher."""
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    nll = _nll(logprobs, batch["input_ids"], batch["weights"])
+    if "teacher_ids" not in batch or kl_weight == 0:
+        return nll
+    kl = top_k_kl(logprobs, batch["teacher_ids"][:, 1:], batch["teacher_logprobs"][:, 1:])
+    return (1 - kl_weight) * nll + kl_weight * kl
 
 
 def lora_config(config: TrainConfig) -> LoraConfig:
@@ -78,24 +150,22 @@ def lora_config(config: TrainConfig) -> LoraConfig:
     )
 
 
-def train_lora(
-    model: PreTrainedModel,
-    examples: Sequence[TrainExample],
+def fit(
+    model: torch.nn.Module,
+    data: Sequence[Item],
+    batch_loss: Callable[[list[Item]], torch.Tensor],
     config: TrainConfig,
     *,
-    pad_id: int,
     seed: int,
-    desc: str = "training",
-) -> tuple[PeftModel, dict[str, float]]:
-    """Train a new LoRA on `model` (frozen) and return the PEFT model and training figures."""
-    data = [_truncate(ex, config.max_length) for ex in examples]
-    data = [ex for ex in data if sum(ex.weights) > 0]
-    if not data:
-        raise TrainingError("no training example has a selected token; nothing to learn from")
-    torch.manual_seed(seed)
-    peft_model = get_peft_model(model, lora_config(config))
-    peft_model.train()
-    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    desc: str,
+) -> dict[str, float]:
+    """AdamW with linear warm-up and decay over the trainable parameters of `model`.
+
+    Batches are drawn from a seeded shuffle of `data`, epoch after epoch; a non-finite loss
+    stops training with a `TrainingError`.
+    """
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = max(1, math.ceil(steps_per_epoch * config.epochs))
@@ -113,11 +183,7 @@ def train_lora(
             rng.shuffle(epoch)
             order += epoch
         batch, order = [data[i] for i in order[: config.batch_size]], order[config.batch_size :]
-        inputs = collate(batch, pad_id)
-        logits = peft_model(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
-        ).logits
-        loss = weighted_nll(logits, inputs["input_ids"], inputs["weights"])
+        loss = batch_loss(batch)
         if not torch.isfinite(loss):
             raise TrainingError(f"the loss became {loss.item()} at step {step + 1}; lower train.lr")
         loss.backward()
@@ -127,16 +193,49 @@ def train_lora(
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         progress.set_postfix(loss=f"{losses[-1]:.3f}")
-    peft_model.eval()
+    model.eval()
     tail = losses[-max(1, len(losses) // 10) :]
-    figures = {
+    return {
         "steps": total,
         "examples": len(data),
         "first_loss": round(losses[0], 4),
         "final_loss": round(sum(tail) / len(tail), 4),
         "train_seconds": round(time.perf_counter() - started, 1),
-        "loss_tokens": int(sum(sum(1 for w in ex.weights if w > 0) for ex in data)),
     }
+
+
+def train_lora(
+    model: PreTrainedModel,
+    examples: Sequence[TrainExample],
+    config: TrainConfig,
+    *,
+    pad_id: int,
+    seed: int,
+    desc: str = "training",
+    kl_weight: float = 0.0,
+) -> tuple[PeftModel, dict[str, float]]:
+    """Train a new LoRA on `model` (frozen) and return the PEFT model and training figures.
+
+    Examples with a teacher are trained with `distill_loss` at `kl_weight`; others with NLL.
+    """
+    data = [_truncate(ex, config.max_length) for ex in examples]
+    data = [ex for ex in data if sum(ex.weights) > 0]
+    if not data:
+        raise TrainingError("no training example has a selected token; nothing to learn from")
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model, lora_config(config))
+
+    def batch_loss(batch: list[TrainExample]) -> torch.Tensor:
+        inputs = collate(batch, pad_id)
+        logits = peft_model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).logits
+        return distill_loss(logits, inputs, kl_weight)
+
+    figures = fit(peft_model, data, batch_loss, config, seed=seed, desc=desc)
+    figures["loss_tokens"] = int(sum(sum(1 for w in ex.weights if w > 0) for ex in data))
+    if any(ex.teacher_ids is not None for ex in data):
+        figures["kl_weight"] = kl_weight
     return peft_model, figures
 
 

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 from titok.methods import Method
-from titok.pipeline import STAGES, Run
-
-
-def run(transplant: Run) -> None:
-    for stage in STAGES.values():
-        stage(transplant, False)
-
+from titok.stages import TITOK_STAGES
 
 METHOD = Method(
     name="titok",
     description="Token-level transfer by contrastive excess (source expert writes the data)",
     paper="Transfer Token-level Knowledge via Contrastive Excess to Transplant LoRA (ICLR 2026)",
-    run=run,
+    stages=TITOK_STAGES,
 )

@@ -1,0 +1,181 @@
+"""KD baselines (SPEC §3): the target learns the source expert's next-token distributions.
+
+`kd`: a random M of the expert's synthetic pool, every answer token, loss = (1 − w)·CE + w·KL
+against the teacher's top-k. `kd-mined`: the same with teacher tokens mapped across tokenizers by
+minimum edit distance (FuseLLM). `kd-5shot`: KD on the seeds alone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from titok import excess
+from titok.config import TransplantConfig
+from titok.data import Example, read_seeds
+from titok.errors import RunDirError
+from titok.generation import answer_top_k
+from titok.methods import Method
+from titok.pipeline import Run, Stage
+from titok.stages import (
+    ALIGN,
+    SCORE,
+    SELECT,
+    SYNTH,
+    train_and_save,
+    train_settings,
+    training_examples,
+)
+from titok.teacher import TeacherStats, carry_teacher, teacher_positions
+from titok.vocab_map import VocabMap
+
+TEACHER_FILE = "teacher.safetensors"
+
+
+def teacher_body(run: Run) -> dict[str, Any]:
+    selected = run.run_dir.read_jsonl("selected.jsonl", "select")
+    targets = {r["id"]: r for r in run.run_dir.read_jsonl("target.jsonl", "align")}
+    kd = run.config.kd
+    samples = [Example(r["query"], r["answer"]) for r in selected]
+    pairs = [
+        (prompt, row["source_ids"])
+        for (prompt, _), row in zip(
+            excess.scored_sequences(run.source_tokenizer, run.source_format, samples),
+            selected,
+            strict=True,
+        )
+    ]
+    top = answer_top_k(
+        run.expert,
+        pairs,
+        pad_id=run.source_tokenizer.pad_token_id,
+        batch_size=run.config.score.batch_size,
+        k=kd.top_k,
+    )
+    started = time.perf_counter()
+    vocab = VocabMap(run.source_tokenizer, run.target_tokenizer, kd.vocab_map)
+    vocab.extend(int(i) for ids, _ in top for i in ids.flatten().tolist())
+    map_seconds = time.perf_counter() - started
+    end_pairs = dict(zip(run.source_format.end_ids, run.target_format.end_ids, strict=False))
+    stats = TeacherStats()
+    ids_rows, logprob_rows, lengths = [], [], []
+    for row, sample_top in zip(selected, top, strict=True):
+        target = targets[row["id"]]
+        positions = teacher_positions(
+            row["answer"],
+            row["source_ids"],
+            row["n_end"],
+            target["target_ids"],
+            len(run.target_format.end_ids),
+            run.source_tokenizer,
+            run.target_tokenizer,
+        )
+        ids, logprobs = carry_teacher(sample_top, positions, vocab, end_pairs, stats)
+        ids_rows.append(ids)
+        logprob_rows.append(logprobs)
+        lengths.append(len(ids))
+    built = run.run_dir.temp_dir("teacher")
+    save_file(
+        {
+            "ids": np.concatenate(ids_rows).astype(np.int64),
+            "logprobs": np.concatenate(logprob_rows).astype(np.float32),
+            "lengths": np.asarray(lengths, dtype=np.int64),
+            "sample_ids": np.asarray([r["id"] for r in selected], dtype=np.int64),
+        },
+        str(built / TEACHER_FILE),
+    )
+    (built / TEACHER_FILE).replace(run.run_dir.path(TEACHER_FILE))
+    built.rmdir()
+    return {
+        **stats.figures(),
+        "vocab_map": kd.vocab_map,
+        "vocab_identity": vocab.identity,
+        "vocab_tokens_mapped_now": vocab.computed,
+        "vocab_map_seconds": round(map_seconds, 2),
+    }
+
+
+TEACHER = Stage(
+    "teacher",
+    teacher_body,
+    lambda c: (c.kd.top_k, c.kd.vocab_map),
+    (TEACHER_FILE,),
+    "KD: the source expert's top-k log-probs, carried to the target's positions and vocabulary.",
+)
+
+
+def read_teacher(run: Run) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Sample id → (teacher ids, log-probs) per target answer position."""
+    file = run.run_dir.path(TEACHER_FILE)
+    if not file.is_file():
+        raise RunDirError(f"{file} not found: run `titok teacher --run {run.run_dir.root}` first")
+    data = load_file(str(file))
+    starts = np.concatenate([[0], np.cumsum(data["lengths"])])
+    return {
+        int(sample): (data["ids"][a:b], data["logprobs"][a:b])
+        for sample, a, b in zip(data["sample_ids"], starts[:-1], starts[1:], strict=True)
+    }
+
+
+def train_kd_body(run: Run) -> dict[str, Any]:
+    rows = run.run_dir.read_jsonl("target.jsonl", "align")
+    teacher = read_teacher(run)
+    examples = training_examples(rows, run)
+    for row, example in zip(rows, examples, strict=True):
+        ids, logprobs = teacher[row["id"]]
+        if len(ids) != len(example.answer_ids):
+            raise RunDirError(
+                "teacher.safetensors does not match target.jsonl; rerun `titok teacher`"
+            )
+        example.teacher_ids, example.teacher_logprobs = ids, logprobs
+    return train_and_save(run, examples)
+
+
+TRAIN_KD = Stage(
+    "train",
+    train_kd_body,
+    lambda c: (train_settings(c), c.kd.kl_weight),
+    ("adapter/adapter_model.safetensors",),
+    "KD: train the target LoRA on cross-entropy plus KL to the teacher.",
+)
+
+KD_STAGES = (SYNTH, SCORE, SELECT, ALIGN, TEACHER, TRAIN_KD)
+EVERY_TOKEN_OF_RANDOM_M = {"select": {"k": 1.0, "rank_by": "random", "end_token": "always"}}
+
+
+def _five_shot(config: TransplantConfig) -> dict[str, Any]:
+    seeds = read_seeds(config.seeds)
+    return {
+        "synth": {"query_writer": "seeds"},
+        "select": {"m": len(seeds), "k": 1.0, "rank_by": "random", "end_token": "always"},
+        "kd": {"vocab_map": "mined"},
+    }
+
+
+METHODS = (
+    Method(
+        name="kd",
+        description="Knowledge distillation on the expert's synthetic data (CE + top-k KL; "
+        "teacher tokens mapped by exact text across tokenizers)",
+        paper="Hinton et al. 2015, Distilling the Knowledge in a Neural Network",
+        stages=KD_STAGES,
+        fixed=lambda c: {**EVERY_TOKEN_OF_RANDOM_M, "kd": {"vocab_map": "exact"}},
+    ),
+    Method(
+        name="kd-mined",
+        description="KD with teacher tokens mapped to the target token at minimum edit distance",
+        paper="Wan et al. 2024, Knowledge Fusion of Large Language Models (FuseLLM, ICLR 2024)",
+        stages=KD_STAGES,
+        fixed=lambda c: {**EVERY_TOKEN_OF_RANDOM_M, "kd": {"vocab_map": "mined"}},
+    ),
+    Method(
+        name="kd-5shot",
+        description="KD (+ MinED) on the seeds alone, no synthetic data",
+        paper="the TiTok paper's KD (5-shot) baseline (ICLR 2026)",
+        stages=KD_STAGES,
+        fixed=_five_shot,
+    ),
+)

@@ -1,0 +1,103 @@
+"""TuneShift-KD (arXiv 2603.24518): prompts where the fine-tuned model is confident and its base is
+not, found by the perplexity ratio and grown iteratively, then distilled into the target.
+
+The ratio PPL_base(answer) ÷ PPL_expert(answer) is exp(mean contrastive excess over the answer's
+tokens), so it comes from the same scoring code as TiTok's. Each round the source expert writes
+pool/rounds prompts, with the seeds as examples in the first round and the prompts kept so far in
+the next ones; it answers them, and the highest-ratio share of them is kept. The kept samples are
+distilled into the target with the KD stages (every token, CE + KL, MinED across tokenizers).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from titok import excess
+from titok.config import TransplantConfig
+from titok.data import Example, read_seeds
+from titok.methods import Method
+from titok.methods.kd import TEACHER, TRAIN_KD
+from titok.pipeline import Run, Stage
+from titok.stages import ALIGN, SCORE, SELECT, expert_writer, synth_settings, write_samples
+from titok.synth import answer_all, generate_queries
+
+
+def log_ppl_ratio(run: Run, samples: list[Example]) -> np.ndarray:
+    """log(PPL under the source base ÷ PPL under the expert) of each expert answer."""
+    pairs = excess.scored_sequences(run.source_tokenizer, run.source_format, samples)
+    scores = excess.contrastive_excess(
+        run.expert,
+        pairs,
+        pad_id=run.source_tokenizer.pad_token_id,
+        batch_size=run.config.score.batch_size,
+    )
+    return np.asarray([float(np.mean(s)) for s in scores])
+
+
+def tuneshift_synth_body(run: Run) -> dict[str, Any]:
+    c, t = run.config, run.config.tuneshift
+    expert = expert_writer(run)
+    pool = round(c.synth.pool_factor * c.select.m)
+    per_round = math.ceil(pool / t.rounds)
+    keep_per_round = math.ceil(math.ceil(t.keep_fraction * pool) / t.rounds)
+    examples: list[Example] = read_seeds(c.seeds)
+    kept: list[Example] = []
+    seen: list[str] = []
+    figures: dict[str, Any] = {"queries_drawn": 0, "rounds": []}
+    for number in range(t.rounds):
+        queries, drawn = generate_queries(
+            expert.model,
+            expert.tokenizer,
+            expert.fmt,
+            examples,
+            c.synth,
+            per_round,
+            c.seed + 7919 * number,
+            seen=seen,
+        )
+        seen += queries
+        samples = answer_all(expert, queries, c.synth, c.seed)
+        ratios = log_ppl_ratio(run, samples)
+        best = sorted(np.argsort(-ratios, kind="stable")[:keep_per_round].tolist())
+        kept += [samples[i] for i in best]
+        examples = kept  # the next round writes prompts like the ones kept so far
+        figures["queries_drawn"] += drawn["queries_drawn"]
+        figures["rounds"].append(
+            {
+                "samples": len(samples),
+                "kept": len(best),
+                "mean_log_ratio": round(float(ratios.mean()), 4),
+                "kept_mean_log_ratio": round(float(ratios[best].mean()), 4),
+            }
+        )
+    write_samples(run, kept)
+    figures["samples"] = len(kept)
+    return figures
+
+
+SYNTH_TUNESHIFT = Stage(
+    "synth",
+    tuneshift_synth_body,
+    lambda c: ("tuneshift", synth_settings(c), c.tuneshift.model_dump()),
+    ("synthetic.jsonl",),
+    "TuneShift-KD: rounds of prompt generation kept by perplexity ratio.",
+)
+
+
+def _fixed(config: TransplantConfig) -> dict[str, Any]:
+    return {
+        "select": {"k": 1.0, "rank_by": "excess", "end_token": "always"},
+        "kd": {"vocab_map": "mined"},
+    }
+
+
+METHOD = Method(
+    name="tuneshift-kd",
+    description="Prompts kept by perplexity ratio (base ÷ expert), grown over rounds, then KD",
+    paper="TuneShift-KD (arXiv 2603.24518)",
+    stages=(SYNTH_TUNESHIFT, SCORE, SELECT, ALIGN, TEACHER, TRAIN_KD),
+    fixed=_fixed,
+)

@@ -1,0 +1,289 @@
+"""The core stages (SPEC §2) as run-directory steps; methods chain them with their own.
+
+synth → score → select → align → train: each reads the artifacts of the stage before it from the
+run directory and writes its own, so any stage can be rerun, inspected or tested alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from titok import card, excess, select, synth
+from titok.align import AlignmentStats, align_offsets, token_offsets
+from titok.config import TransplantConfig
+from titok.data import Example, read_queries, read_seeds
+from titok.errors import GenerationError, RunDirError
+from titok.pipeline import Run, Stage
+from titok.train import TrainExample, save_adapter, train_lora
+
+
+def file_digest(path: str | Path | None) -> str | None:
+    """Content hash of a file, or of every file in a directory, so edits invalidate stages."""
+    if path is None:
+        return None
+    target = Path(path)
+    files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+    digest = hashlib.sha256()
+    for file in files:
+        if file.name == "README.md":
+            continue
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# -- synth --------------------------------------------------------------------------------------
+def expert_writer(run: Run) -> synth.Writer:
+    return synth.Writer(run.expert, run.source_tokenizer, run.source_format)
+
+
+def synth_body(run: Run) -> dict[str, Any]:
+    c = run.config
+    seeds = read_seeds(c.seeds)
+    if c.synth.query_writer == "seeds":
+        samples, figures = seeds, {"samples": len(seeds), "from_seeds": len(seeds)}
+    else:
+        external = read_queries(c.queries) if c.queries else None
+        writer = None
+        if c.synth.query_writer == "target" and external is None:
+            writer = synth.Writer(run.target_model(), run.target_tokenizer, run.target_format)
+        pool = round(c.synth.pool_factor * c.select.m)
+        result = synth.synthesize(
+            expert_writer(run), seeds, c.synth, pool, c.seed, external, writer
+        )
+        samples, figures = result.samples, result.figures
+    write_samples(run, samples)
+    return figures
+
+
+def write_samples(run: Run, samples: list[Example]) -> None:
+    rows = [{"id": i, "query": s.query, "answer": s.answer} for i, s in enumerate(samples)]
+    run.run_dir.write_jsonl("synthetic.jsonl", rows)
+
+
+def synth_settings(c: TransplantConfig) -> Any:
+    writer = c.synth.query_writer
+    return (
+        c.source_base,
+        file_digest(c.source_adapter),
+        file_digest(c.seeds),
+        file_digest(c.queries),
+        c.synth.model_dump(),
+        c.select.m,
+        c.seed,
+        c.target_base if writer == "target" else None,
+    )
+
+
+SYNTH = Stage(
+    "synth",
+    synth_body,
+    synth_settings,
+    ("synthetic.jsonl",),
+    "Stage 1: the source expert writes and answers synthetic queries.",
+)
+
+
+# -- score --------------------------------------------------------------------------------------
+def score_body(run: Run) -> dict[str, Any]:
+    rows = run.run_dir.read_jsonl("synthetic.jsonl", "synth")
+    samples = [Example(r["query"], r["answer"]) for r in rows]
+    pairs = excess.scored_sequences(run.source_tokenizer, run.source_format, samples)
+    scores = excess.contrastive_excess(
+        run.expert,
+        pairs,
+        pad_id=run.source_tokenizer.pad_token_id,
+        batch_size=run.config.score.batch_size,
+    )
+    n_end = len(run.source_format.end_ids)
+    for row, (_, answer_ids), values in zip(rows, pairs, scores, strict=True):
+        row.update(
+            source_ids=answer_ids,
+            n_end=n_end,
+            excess=[round(float(v), 6) for v in values],
+            mean_excess=round(select.mean_text_excess(values, n_end), 6),
+        )
+    run.run_dir.write_jsonl("scored.jsonl", rows)
+    means = [r["mean_excess"] for r in rows]
+    return {
+        "samples": len(rows),
+        "mean_excess": round(float(np.mean(means)), 4),
+        "tokens": sum(len(r["excess"]) for r in rows),
+    }
+
+
+SCORE = Stage(
+    "score",
+    score_body,
+    lambda c: None,
+    ("scored.jsonl",),
+    "Stage 2: contrastive excess of every answer token.",
+)
+
+
+# -- select -------------------------------------------------------------------------------------
+def sample_scores(run: Run, rows: list[dict]) -> list[float]:
+    """What the samples are ranked by: their mean excess, or a discriminator's P(real)."""
+    if run.config.select.rank_by != "discriminator":
+        return [r["mean_excess"] for r in rows]
+    judged = {r["id"]: r["p_real"] for r in run.run_dir.read_jsonl("discriminator.jsonl", "judge")}
+    return [judged[r["id"]] for r in rows]
+
+
+def select_body(run: Run) -> dict[str, Any]:
+    c = run.config.select
+    rows = run.run_dir.read_jsonl("scored.jsonl", "score")
+    if len(rows) < c.m:
+        raise GenerationError(
+            f"select.m is {c.m} but the pool holds {len(rows)} usable samples: lower --m, or "
+            "let synth make more (synth.pool_factor, synth.max_rounds, a looser "
+            "synth.diversity_filter, or a longer --queries file)"
+        )
+    scores = sample_scores(run, rows)
+    kept = select.rank_samples(scores, c.m, c.rank_by == "random", run.config.seed)
+    selected = []
+    for index in kept:
+        row = rows[index]
+        mask = select.answer_mask(row["excess"], row["n_end"], c.k, c.end_token)
+        row["source_mask"] = mask.astype(int).tolist()
+        selected.append(row)
+    run.run_dir.write_jsonl("selected.jsonl", selected)
+    all_means = [r["mean_excess"] for r in rows]
+    return {
+        "pool": len(rows),
+        "kept": len(selected),
+        "rank_by": c.rank_by,
+        "pool_mean_excess": round(float(np.mean(all_means)), 4),
+        "kept_mean_excess": round(float(np.mean([r["mean_excess"] for r in selected])), 4),
+        "selected_tokens": sum(sum(r["source_mask"]) for r in selected),
+        "answer_tokens": sum(len(r["source_mask"]) for r in selected),
+    }
+
+
+SELECT = Stage(
+    "select",
+    select_body,
+    lambda c: (c.select.model_dump(), c.seed),
+    ("selected.jsonl",),
+    "Stage 3: top-M samples (by mean excess), top-k% tokens in each.",
+)
+
+
+# -- align --------------------------------------------------------------------------------------
+def transfer_row(row: dict, run: Run, stats: AlignmentStats) -> dict:
+    """Target token ids, transferred mask values and the top-k target mask for one sample."""
+    src_tok, tgt_tok = run.source_tokenizer, run.target_tokenizer
+    end_tgt = list(run.target_format.end_ids)
+    target_answer = run.target_format.answer_ids(tgt_tok, row["answer"])
+    target_ids = target_answer + end_tgt
+    mask = np.asarray(row["source_mask"], dtype=np.float64)
+    values = np.asarray(row["excess"], dtype=np.float64)
+    if row["source_ids"] == target_ids:  # same tokenizer and end token: nothing to align
+        return {
+            "target_ids": target_ids,
+            "target_values": mask.tolist(),
+            "target_mask": row["source_mask"],
+        }
+    # Answer text: aligned by characters. End-of-answer tokens (no text): aligned to each other.
+    n_answer = len(row["source_ids"]) - row["n_end"]
+    src_ids, src_offsets = token_offsets(src_tok, row["answer"])
+    _, tgt_offsets = token_offsets(tgt_tok, row["answer"])
+    if src_ids != row["source_ids"][:n_answer]:
+        raise RunDirError(
+            "scored.jsonl was tokenized differently from the source tokenizer; rerun `titok score`"
+        )
+    on_text_mask = align_offsets(src_offsets, tgt_offsets, mask[:n_answer])
+    on_text_excess = align_offsets(src_offsets, tgt_offsets, values[:n_answer]).target_values
+    stats.add(on_text_mask.stats)
+    end_mask = float(mask[n_answer:].mean()) if row["n_end"] else np.nan
+    end_excess = float(values[n_answer:].mean()) if row["n_end"] else np.nan
+    target_values = np.concatenate([on_text_mask.target_values, np.full(len(end_tgt), end_mask)])
+    tie_break = np.concatenate([on_text_excess, np.full(len(end_tgt), end_excess)])
+    c = run.config.select
+    target_mask = select.answer_mask(target_values, len(end_tgt), c.k, c.end_token, tie_break)
+    return {
+        "target_ids": target_ids,
+        "target_values": [round(float(v), 6) for v in np.nan_to_num(target_values, nan=0.0)],
+        "target_mask": target_mask.astype(int).tolist(),
+    }
+
+
+def align_body(run: Run) -> dict[str, Any]:
+    rows = run.run_dir.read_jsonl("selected.jsonl", "select")
+    stats = AlignmentStats()
+    out = []
+    for row in rows:
+        transferred = transfer_row(row, run, stats)
+        out.append({"id": row["id"], "query": row["query"], "answer": row["answer"], **transferred})
+    run.run_dir.write_jsonl("target.jsonl", out)
+    run.run_dir.write_json("alignment.json", stats.to_dict())
+    return {
+        "samples": len(out),
+        "target_tokens": sum(len(r["target_ids"]) for r in out),
+        "selected_target_tokens": sum(sum(r["target_mask"]) for r in out),
+        "coverage": round(stats.coverage, 6),
+        **{f"groups_{k}": v for k, v in stats.groups.items()},
+    }
+
+
+ALIGN = Stage(
+    "align",
+    align_body,
+    lambda c: (c.target_base, c.select.k, c.select.end_token),
+    ("target.jsonl", "alignment.json"),
+    "Stage 4: carry token masks to the target tokenizer.",
+)
+
+
+# -- train --------------------------------------------------------------------------------------
+def training_examples(rows: list[dict], run: Run) -> list[TrainExample]:
+    weighted = run.config.train.weight_by_mask
+    examples = []
+    for row in rows:
+        weights = [float(v) if weighted else 1.0 for v in row["target_values"]]
+        weights = [w if keep else 0.0 for w, keep in zip(weights, row["target_mask"], strict=True)]
+        prompt = run.target_format.prompt_ids(run.target_tokenizer, row["query"])
+        examples.append(TrainExample(prompt, list(row["target_ids"]), weights))
+    return examples
+
+
+def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:
+    """Train the target LoRA on `examples` and move it, with its model card, into place."""
+    model, figures = train_lora(
+        run.target_model(),
+        examples,
+        run.config.train,
+        pad_id=run.target_tokenizer.pad_token_id,
+        seed=run.config.seed,
+        desc="training target LoRA",
+        kl_weight=run.config.kd.kl_weight,
+    )
+    built = run.run_dir.temp_dir("adapter")
+    save_adapter(model, built)
+    (built / "README.md").write_text(card.model_card(run, figures))
+    run.run_dir.replace_dir("adapter", built)
+    return figures
+
+
+def train_body(run: Run) -> dict[str, Any]:
+    rows = run.run_dir.read_jsonl("target.jsonl", "align")
+    return train_and_save(run, training_examples(rows, run))
+
+
+def train_settings(c: TransplantConfig) -> Any:
+    return (c.train.model_dump(), c.seed, c.method)
+
+
+TRAIN = Stage(
+    "train",
+    train_body,
+    train_settings,
+    ("adapter/adapter_model.safetensors",),
+    "Stage 5: train the target LoRA on the selected tokens.",
+)
+
+TITOK_STAGES = (SYNTH, SCORE, SELECT, ALIGN, TRAIN)

@@ -1,0 +1,148 @@
+"""The baselines (SPEC §3) on tiny models, and what they add: KD loss, MinED map, discriminator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.numpy import load_file
+from transformers import AutoModelForCausalLM
+
+from tests.common import gemma_tokenizer, smol_tokenizer, tiny_llama
+from tests.test_pipeline import make_run, rows
+from titok.config import TrainConfig
+from titok.discriminator import p_real, train_discriminator
+from titok.methods import available
+from titok.teacher import teacher_positions
+from titok.train import NO_TEACHER, distill_loss, top_k_kl, weighted_nll
+from titok.vocab_map import UNMAPPED, VocabMap
+
+BASELINES = ["kd", "kd-mined", "kd-5shot", "translora", "tuneshift-kd"]
+
+
+def test_every_method_is_listed_with_a_description_and_a_paper():
+    methods = available()
+    assert set(methods) == {"titok", *BASELINES}
+    assert all(m.description and m.paper and m.stages for m in methods.values())
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_method_runs_end_to_end_and_writes_a_loadable_adapter(method, tiny_models, tmp_path):
+    run = make_run(tiny_models, tmp_path / method, method=method)
+    adapter = run.run_all()
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_models["target"]), adapter
+    )
+    assert any("lora_B" in name for name, _ in model.named_parameters())
+    assert [state for _, state, _ in run.status()] == ["done"] * len(run.stages)
+    target = rows(run.run_dir.path("target.jsonl"))
+    # Baselines train every token of what they keep.
+    assert all(all(r["target_mask"]) for r in target)
+    if method == "kd-5shot":
+        seeds = [json.loads(line) for line in tiny_models["seeds"].read_text().splitlines()]
+        assert sorted(r["query"] for r in target) == sorted(s["query"] for s in seeds)
+    if method.startswith(("kd", "tuneshift")):
+        teacher = load_file(str(run.run_dir.path("teacher.safetensors")))
+        assert teacher["ids"].shape[0] == sum(len(r["target_ids"]) for r in target)
+        assert (teacher["ids"] != NO_TEACHER).any()
+    if method == "translora":
+        judged = rows(run.run_dir.path("discriminator.jsonl"))
+        assert all(0.0 <= r["p_real"] <= 1.0 for r in judged)
+        kept = {r["id"] for r in rows(run.run_dir.path("selected.jsonl"))}
+        best = sorted(judged, key=lambda r: (-r["p_real"], r["id"]))[: len(kept)]
+        assert kept == {r["id"] for r in best}
+
+
+def test_a_method_overrides_the_settings_that_define_it(tiny_models, tmp_path):
+    run = make_run(tiny_models, tmp_path / "kd", method="kd", select__k=0.3)
+    assert run.config.select.k == 1.0 and run.config.select.rank_by == "random"
+    assert make_run(tiny_models, tmp_path / "t", select__k=0.3).config.select.k == 0.3
+
+
+def test_kd_loss_is_cross_entropy_when_the_kl_weight_is_0():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    ids = torch.randint(0, 11, (2, 6))
+    weights = torch.tensor([[0, 0, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1]], dtype=torch.float32)
+    teacher_ids = torch.randint(0, 11, (2, 6, 3))
+    batch = {
+        "input_ids": ids,
+        "weights": weights,
+        "teacher_ids": teacher_ids,
+        "teacher_logprobs": torch.log_softmax(torch.randn(2, 6, 3), -1),
+    }
+    assert torch.allclose(distill_loss(logits, batch, 0.0), weighted_nll(logits, ids, weights))
+    assert not torch.allclose(distill_loss(logits, batch, 0.5), weighted_nll(logits, ids, weights))
+
+
+def test_kl_is_0_when_student_equals_teacher_and_positive_otherwise():
+    torch.manual_seed(0)
+    student = torch.log_softmax(torch.randn(2, 5, 50), -1)
+    top = torch.topk(student, 7, dim=-1)
+    teacher_ids = top.indices.clone()
+    teacher_ids[0, 1, 4:] = NO_TEACHER  # empty slots
+    teacher_ids[1, 2, :] = NO_TEACHER  # a position without a teacher
+    assert top_k_kl(student, teacher_ids, top.values).abs().item() < 1e-6
+    other = torch.log_softmax(torch.randn(2, 5, 50), -1)
+    assert top_k_kl(other, teacher_ids, top.values).item() > 1e-3
+
+
+def test_mined_map_sends_a_token_in_both_vocabularies_to_itself(tmp_path: Path):
+    smol, gemma = smol_tokenizer(), gemma_tokenizer()
+    same = VocabMap(smol, smol, "mined", tmp_path)
+    assert same.identity and all(same(i) == i for i in (0, 17, 260, 49151))
+    ids = smol(" the answer is True", add_special_tokens=False)["input_ids"]
+    cross = VocabMap(smol, gemma, "mined", tmp_path)
+    cross.extend(ids)
+    for token in ids:  # these pieces exist in both vocabularies as the same text
+        assert gemma.decode([cross(token)]) == smol.decode([token])
+    # A piece without an exact counterpart still maps (to its nearest text) under MinED only.
+    odd = smol.convert_tokens_to_ids("ĠAntim")
+    exact = VocabMap(smol, gemma, "exact", tmp_path)
+    exact.extend([odd])
+    cross.extend([odd])
+    assert cross(odd) != UNMAPPED
+    assert (exact(odd) == UNMAPPED) == (gemma.decode([cross(odd)]) != " Antim")
+    # The cache is reused: a new map of the same pair computes nothing.
+    again = VocabMap(smol, gemma, "mined", tmp_path)
+    again.extend(ids)
+    assert again.computed == 0 and again(ids[0]) == cross(ids[0])
+
+
+def test_teacher_positions_start_each_aligned_group():
+    smol, gemma = smol_tokenizer(), gemma_tokenizer()
+    answer = "The answer is True."
+    source = smol(answer, add_special_tokens=False)["input_ids"] + [smol.eos_token_id]
+    target = gemma(answer, add_special_tokens=False)["input_ids"] + [gemma.eos_token_id]
+    positions = teacher_positions(answer, source, 1, target, 1, smol, gemma)
+    assert positions[-1] == len(source) - 1  # end token gets the end token's distribution
+    assert positions[0] == 0 and (positions[:-1] >= -1).all()
+    same = teacher_positions(answer, source, 1, source, 1, smol, smol)
+    assert same.tolist() == list(range(len(source)))
+
+
+def test_discriminator_beats_chance_on_a_separable_toy_set(tmp_path):
+    tokenizer = smol_tokenizer()
+    base = tiny_llama(tmp_path / "base")
+    rng = np.random.default_rng(0)
+
+    def texts(words: list[str], n: int) -> list[list[int]]:
+        return [
+            tokenizer(" ".join(rng.choice(words, 6)), add_special_tokens=False)["input_ids"]
+            for _ in range(n)
+        ]
+
+    real_words, fake_words = ["apple", "pear", "plum"], ["seven", "nine", "four"]
+    real, fake = texts(real_words, 24), texts(fake_words, 24)
+    config = TrainConfig(r=4, alpha=8, lr=5e-3, epochs=6, batch_size=8, target_modules=None)
+    model, _ = train_discriminator(
+        str(base), real[:16], fake[:16], config, pad_id=tokenizer.pad_token_id, seed=0
+    )
+    scores = p_real(model, real[16:] + fake[16:], pad_id=tokenizer.pad_token_id, batch_size=8)
+    predicted = scores > 0.5
+    truth = np.array([True] * 8 + [False] * 8)
+    assert (predicted == truth).mean() >= 0.8
