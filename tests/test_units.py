@@ -160,3 +160,12 @@ def test_answer_mask_trains_the_end_token_and_ranks_the_text():
         True,
     ]
     assert mean_text_excess([1.0, 3.0, 100.0], 1) == 2.0
+
+
+def test_flags_not_given_never_reach_the_settings():
+    from titok.config import merge
+
+    assert merge({"a": 1}, {"kd": {"kl_weight": None}, "a": None}) == {"a": 1, "kd": {}}
+    assert merge({"kd": {"top_k": 5}}, {"kd": {"top_k": None, "kl_weight": 0.2}}) == {
+        "kd": {"top_k": 5, "kl_weight": 0.2}
+    }

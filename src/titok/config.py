@@ -220,8 +220,8 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     for key, value in overrides.items():
         if value is None:
             continue
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
+        if isinstance(value, dict) and isinstance(merged.get(key, {}), dict):
+            merged[key] = merge(merged.get(key, {}), value)
         else:
             merged[key] = value
     return merged
