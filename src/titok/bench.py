@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from titok.finetune import train_on_examples
 from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
 from titok.prompts import prompt_format
+from titok.provenance import git_commit
 from titok.rundir import RunDir, fingerprint
 from titok.tasks import resolve_task
 
@@ -106,20 +106,6 @@ class BenchSettings:
         return data
 
 
-def git_commit() -> str | None:
-    try:
-        found = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        )
-        return found.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 class Bench:
     def __init__(self, settings: BenchSettings) -> None:
         self.settings = settings
@@ -147,7 +133,7 @@ class Bench:
             s.limit,
             s.seed,
             s.max_new_tokens,
-            s.real_train.model_dump(),
+            s.real_train.result_settings(),
         )
         variant = next((v for v in self.variants() if v.name == column), None)
         extra = (
@@ -155,7 +141,7 @@ class Bench:
                 s.m,
                 s.k,
                 s.synth.model_dump(),
-                s.transplant_train.model_dump(),
+                s.transplant_train.result_settings(),
                 variant.method,
                 variant.overrides,
             )

@@ -6,7 +6,7 @@ Unknown keys are errors (with a "did you mean"), so a typo never silently runs t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -103,6 +103,19 @@ class TrainConfig(_Settings):
     weight_by_mask: bool = Field(
         False, description="Weight each token's NLL by its fractional mask value (cross-tokenizer)."
     )
+    checkpoint_every: int = Field(
+        50,
+        ge=0,
+        description="Save a resumable checkpoint (LoRA, optimizer, scheduler, RNG states) every "
+        "this many steps; 0 never. A killed run resumes from the newest one.",
+    )
+
+    # Settings that change how training runs but not what it produces.
+    RUNTIME_ONLY: ClassVar[frozenset[str]] = frozenset({"checkpoint_every"})
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that decide the trained adapter (what fingerprints hash)."""
+        return self.model_dump(exclude=set(self.RUNTIME_ONLY))
 
 
 class KDConfig(_Settings):

@@ -33,7 +33,7 @@ def train_on_examples(
     """A LoRA on `model_spec` trained on real examples, saved in `folder` (skipped when done)."""
     run_dir = RunDir(folder.parent).create()
     pairs = [(e.query, e.answer) for e in examples]
-    stage_fp = fingerprint("real-data-lora", model_spec, pairs, config.model_dump(), seed)
+    stage_fp = fingerprint("real-data-lora", model_spec, pairs, config.result_settings(), seed)
     if run_dir.is_done(folder.name, stage_fp, [f"{folder.name}/adapter_model.safetensors"]):
         return folder
     started = time.perf_counter()

@@ -8,6 +8,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from titok.faults import failpoint
+
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(seq) for seq in sequences)
@@ -67,6 +69,7 @@ def generate(
             eos_token_id=list(stops) or None,
             **extra,
         )
+        failpoint(f"generate-batch-{number + 1}")
         for row, index in enumerate(batch):
             new = generated[row, ids.shape[1] :].tolist()
             cut = next((pos for pos, tok in enumerate(new) if tok in stops), len(new))
@@ -88,9 +91,11 @@ def _answer_rows(
     last positions are computed (`logits_to_keep`), and log-softmax runs one row at a time.
     """
     lengths = [len(p) + len(a) for p, a in pairs]
-    for batch in tqdm(
-        length_batches(lengths, batch_size), desc=desc, unit="batch", leave=False, disable=None
+    batches = length_batches(lengths, batch_size)
+    for number, batch in enumerate(
+        tqdm(batches, desc=desc, unit="batch", leave=False, disable=None)
     ):
+        failpoint(f"score-batch-{number + 1}")
         ids, mask = left_pad([list(pairs[i][0]) + list(pairs[i][1]) for i in batch], pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         keep = max(len(pairs[i][1]) for i in batch) + 1

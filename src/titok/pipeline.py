@@ -21,6 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from titok.config import TransplantConfig
 from titok.errors import RunDirError, did_you_mean
+from titok.faults import failpoint
 from titok.models import check_adapter_fits, load_model, load_tokenizer
 from titok.prompts import PromptFormat, prompt_format
 from titok.rundir import RunDir, fingerprint
@@ -130,7 +131,15 @@ class Run:
         log.info("%s: running", stage.name)
         figures = stage.body(self)
         seconds = time.perf_counter() - started
-        self.run_dir.mark_done(stage.name, stage_fp, seconds, figures)
+        names = [s.name for s in self.stages]
+        position = names.index(stage.name)
+        inputs = {
+            name: self.fingerprints[name] for name in names[position - 1 : position] if position
+        }
+        self.run_dir.mark_done(
+            stage.name, stage_fp, seconds, figures, stage.settings(self.config), inputs
+        )
+        failpoint(f"after-{stage.name}")
         self.timings[stage.name] = seconds
         log.info("%s: done in %.1f s %s", stage.name, seconds, figures)
         return True

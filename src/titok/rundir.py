@@ -17,6 +17,9 @@ from typing import Any
 
 from titok import __version__
 from titok.errors import RunDirError
+from titok.provenance import git_commit, package_versions
+
+TEMP_PREFIX = ".titok-tmp-"  # every partial artifact; removed when a run directory is opened
 
 
 def fingerprint(*parts: Any) -> str:
@@ -31,7 +34,18 @@ class RunDir:
     def create(self) -> RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "stages").mkdir(exist_ok=True)
+        self.remove_partial()
         return self
+
+    def remove_partial(self) -> list[Path]:
+        """Delete what a killed process left half-written (temporary files and directories)."""
+        leftovers = sorted(self.root.rglob(f"{TEMP_PREFIX}*"))
+        for path in leftovers:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink()
+        return leftovers
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -40,7 +54,7 @@ class RunDir:
     def _atomic_text(self, name: str, text: str) -> Path:
         target = self.path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        handle, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", dir=target.parent)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(tmp, target)
@@ -58,13 +72,17 @@ class RunDir:
     def replace_dir(self, name: str, built: Path) -> Path:
         """Move a fully written temporary directory into place."""
         target = self.path(name)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(built, target)
+        if target.exists():  # moved aside first: a kill leaves either the old or the new one
+            aside = self.temp_dir(f"old-{name}")
+            os.replace(target, aside / name)
+            os.replace(built, target)
+            shutil.rmtree(aside)
+        else:
+            os.replace(built, target)
         return target
 
     def temp_dir(self, name: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.root))
+        return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name}.", dir=self.root))
 
     # -- reads --------------------------------------------------------------------------------
     def read_json(self, name: str, made_by: str) -> Any:
@@ -91,7 +109,7 @@ class RunDir:
                 self.replace_dir(top, built)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            handle, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", dir=target.parent)
             os.close(handle)
             shutil.copyfile(source, tmp)
             os.replace(tmp, target)
@@ -114,8 +132,15 @@ class RunDir:
         )
 
     def mark_done(
-        self, stage: str, stage_fingerprint: str, seconds: float, figures: dict[str, Any]
+        self,
+        stage: str,
+        stage_fingerprint: str,
+        seconds: float,
+        figures: dict[str, Any],
+        settings: Any = None,
+        inputs: dict[str, str] | None = None,
     ) -> None:
+        """The stage's manifest: written last, so a manifest always describes whole outputs."""
         self.write_json(
             f"stages/{stage}.json",
             {
@@ -124,5 +149,9 @@ class RunDir:
                 "titok_version": __version__,
                 "seconds": round(seconds, 2),
                 "figures": figures,
+                "settings": settings,
+                "inputs": inputs or {},
+                "versions": package_versions(),
+                "git_commit": git_commit(),
             },
         )

@@ -7,6 +7,7 @@ run directory and writes its own, so any stage can be rerun, inspected or tested
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from titok.config import TransplantConfig
 from titok.data import Example, read_queries, read_seeds
 from titok.errors import GenerationError, RunDirError
 from titok.pipeline import Run, Stage
-from titok.train import TrainExample, save_adapter, train_lora
+from titok.train import Checkpoints, TrainExample, save_adapter, train_lora
 
 
 def file_digest(path: str | Path | None) -> str | None:
@@ -253,6 +254,7 @@ def training_examples(rows: list[dict], run: Run) -> list[TrainExample]:
 
 def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:
     """Train the target LoRA on `examples` and move it, with its model card, into place."""
+    folder = run.run_dir.path(f"checkpoints/train-{run.fingerprints['train']}")
     model, figures = train_lora(
         run.target_model(),
         examples,
@@ -261,11 +263,13 @@ def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:
         seed=run.config.seed,
         desc="training target LoRA",
         kl_weight=run.config.kd.kl_weight,
+        checkpoints=Checkpoints(folder, run.config.train.checkpoint_every),
     )
     built = run.run_dir.temp_dir("adapter")
     save_adapter(model, built)
     (built / "README.md").write_text(card.model_card(run, figures))
     run.run_dir.replace_dir("adapter", built)
+    shutil.rmtree(run.run_dir.path("checkpoints"), ignore_errors=True)
     return figures
 
 
@@ -275,7 +279,7 @@ def train_body(run: Run) -> dict[str, Any]:
 
 
 def train_settings(c: TransplantConfig) -> Any:
-    return (c.train.model_dump(), c.seed, c.method)
+    return (c.train.result_settings(), c.seed, c.method)
 
 
 TRAIN = Stage(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,8 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from titok.config import TrainConfig
 from titok.errors import TitokError
+from titok.faults import failpoint
+from titok.rundir import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +153,34 @@ def lora_config(config: TrainConfig) -> LoraConfig:
     )
 
 
+@dataclass
+class Checkpoints:
+    """Where `fit` saves resumable state, and how often (in optimizer steps)."""
+
+    folder: Path
+    every: int
+
+    def newest(self) -> Path | None:
+        found = sorted(self.folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        return found[-1] if found else None
+
+    def save(self, state: dict) -> Path:
+        """Write atomically, then drop older checkpoints: the newest whole one always exists."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / f"step-{state['step']}.pt"
+        tmp = self.folder / f"{TEMP_PREFIX}{target.name}"
+        torch.save(state, tmp)
+        os.replace(tmp, target)
+        for older in self.folder.glob("step-*.pt"):
+            if older != target:
+                older.unlink()
+        return target
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
 def fit(
     model: torch.nn.Module,
     data: Sequence[Item],
@@ -158,11 +189,15 @@ def fit(
     *,
     seed: int,
     desc: str,
+    checkpoints: Checkpoints | None = None,
 ) -> dict[str, float]:
     """AdamW with linear warm-up and decay over the trainable parameters of `model`.
 
-    Batches are drawn from a seeded shuffle of `data`, epoch after epoch; a non-finite loss
-    stops training with a `TrainingError`.
+    Batches are drawn from a seeded shuffle of `data`, epoch after epoch. With `checkpoints`,
+    the trainable weights, optimizer, scheduler, data order, losses and RNG states are saved
+    every `checkpoints.every` steps, and training resumes from the newest checkpoint: the result
+    equals an uninterrupted run's. A non-finite loss stops training with a `TrainingError` and
+    leaves the last good checkpoint in place.
     """
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -175,8 +210,21 @@ def fit(
     rng = random.Random(seed)
     order: list[int] = []
     losses: list[float] = []
+    first = 0
+    newest = checkpoints.newest() if checkpoints else None
+    if newest is not None:
+        state = torch.load(newest, weights_only=False)
+        model.load_state_dict(state["weights"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.setstate(state["order_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        order, losses, first = state["order"], state["losses"], state["step"]
+        log.info("%s: resumed from %s", desc, newest)
     started = time.perf_counter()
-    progress = tqdm(range(total), desc=desc, unit="step", leave=False, disable=None)
+    progress = tqdm(
+        range(first, total), desc=desc, unit="step", leave=False, disable=None, initial=first
+    )
     for step in progress:
         if len(order) < config.batch_size:
             epoch = list(range(len(data)))
@@ -185,7 +233,11 @@ def fit(
         batch, order = [data[i] for i in order[: config.batch_size]], order[config.batch_size :]
         loss = batch_loss(batch)
         if not torch.isfinite(loss):
-            raise TrainingError(f"the loss became {loss.item()} at step {step + 1}; lower train.lr")
+            kept = checkpoints.newest() if checkpoints else None
+            where = f"; the last good checkpoint is {kept}" if kept else ""
+            raise TrainingError(
+                f"the loss became {loss.item()} at step {step + 1}; lower train.lr{where}"
+            )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -193,6 +245,20 @@ def fit(
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         progress.set_postfix(loss=f"{losses[-1]:.3f}")
+        failpoint(f"train-step-{step + 1}")
+        if checkpoints and checkpoints.every and (step + 1) % checkpoints.every == 0:
+            checkpoints.save(
+                {
+                    "step": step + 1,
+                    "weights": _trainable_state(model),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "order_rng": rng.getstate(),
+                    "torch_rng": torch.get_rng_state(),
+                    "order": order,
+                    "losses": losses,
+                }
+            )
     model.eval()
     tail = losses[-max(1, len(losses) // 10) :]
     return {
@@ -201,6 +267,7 @@ def fit(
         "first_loss": round(losses[0], 4),
         "final_loss": round(sum(tail) / len(tail), 4),
         "train_seconds": round(time.perf_counter() - started, 1),
+        **({"resumed_at_step": first} if first else {}),
     }
 
 
@@ -213,6 +280,7 @@ def train_lora(
     seed: int,
     desc: str = "training",
     kl_weight: float = 0.0,
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[PeftModel, dict[str, float]]:
     """Train a new LoRA on `model` (frozen) and return the PEFT model and training figures.
 
@@ -232,7 +300,9 @@ def train_lora(
         ).logits
         return distill_loss(logits, inputs, kl_weight)
 
-    figures = fit(peft_model, data, batch_loss, config, seed=seed, desc=desc)
+    figures = fit(
+        peft_model, data, batch_loss, config, seed=seed, desc=desc, checkpoints=checkpoints
+    )
     figures["loss_tokens"] = int(sum(sum(1 for w in ex.weights if w > 0) for ex in data))
     if any(ex.teacher_ids is not None for ex in data):
         figures["kl_weight"] = kl_weight

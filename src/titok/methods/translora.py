@@ -56,7 +56,7 @@ JUDGE = Stage(
     lambda c: (
         file_digest(c.discriminator.real),
         c.discriminator.folds,
-        c.discriminator.train.model_dump(),
+        c.discriminator.train.result_settings(),
         c.seed,
     ),
     ("discriminator.jsonl",),

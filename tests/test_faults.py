@@ -1,0 +1,125 @@
+"""Nothing lost, nothing silent: SIGKILL at several places, resume, determinism, NaN losses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tests.common import smol_tokenizer
+from tests.test_pipeline import TINY, make_run
+from titok.config import TrainConfig
+from titok.rundir import TEMP_PREFIX
+from titok.train import Checkpoints, TrainExample, TrainingError, train_lora
+
+ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl")
+# Each rerun resumes past the stages finished before and dies at the next point.
+KILL_POINTS = ("generate-batch-1", "score-batch-1", "after-select", "train-step-3")
+
+
+def transplant(config: Path, out: Path, failpoint: str | None = None) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "TITOK_FAILPOINT"}
+    if failpoint:
+        env["TITOK_FAILPOINT"] = failpoint
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "titok",
+            "-q",
+            "transplant",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(done.stderr)
+    return done.returncode
+
+
+def adapter_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "adapter" / "adapter_model.safetensors"))
+
+
+def test_killed_runs_resume_to_the_uninterrupted_result(tiny_models, tmp_path):
+    settings = {
+        "source_base": str(tiny_models["source"]),
+        "source_adapter": str(tiny_models["adapter"]),
+        "target_base": str(tiny_models["target"]),
+        "seeds": str(tiny_models["seeds"]),
+        **TINY,
+        "train": {**TINY["train"], "epochs": 2, "checkpoint_every": 1},
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert transplant(config, reference) == 0
+    for point in KILL_POINTS:
+        assert transplant(config, killed, point) == -signal.SIGKILL, point
+    assert (killed / "checkpoints").is_dir()  # training died after its checkpoints
+    assert transplant(config, killed) == 0
+    for name in ARTIFACTS:
+        assert (killed / name).read_bytes() == (reference / name).read_bytes(), name
+    ours, theirs = adapter_weights(killed), adapter_weights(reference)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+    assert not list(killed.rglob(f"{TEMP_PREFIX}*"))
+    assert not (killed / "checkpoints").exists()
+    train = yaml.safe_load((killed / "stages" / "train.json").read_text())
+    assert train["figures"]["resumed_at_step"] == 2
+
+
+def test_partial_files_of_a_killed_process_are_removed_on_reopen(tiny_models, tmp_path):
+    run = make_run(tiny_models, tmp_path / "run")
+    (run.run_dir.path(f"{TEMP_PREFIX}synthetic.jsonl.abc")).write_text('{"id": 0')
+    (run.run_dir.path(f"{TEMP_PREFIX}adapter.xyz")).mkdir()
+    again = make_run(tiny_models, tmp_path / "run")
+    assert not list(again.run_dir.root.rglob(f"{TEMP_PREFIX}*"))
+
+
+def test_same_settings_and_seed_give_identical_artifacts(tiny_models, tmp_path):
+    make_run(tiny_models, tmp_path / "one").run_all()
+    twin = make_run(tiny_models, tmp_path / "twin")
+    twin.run_all()
+    first, second = tmp_path / "one", twin.run_dir.root
+    for name in ARTIFACTS:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    ours, theirs = adapter_weights(first), adapter_weights(second)
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+    manifest = yaml.safe_load((second / "stages" / "select.json").read_text())
+    assert manifest["inputs"] == {"score": twin.fingerprints["score"]}
+    assert manifest["versions"]["torch"] and manifest["settings"]
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_models, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = smol_tokenizer()
+    prompt = tokenizer("True and False is", add_special_tokens=False)["input_ids"]
+    examples = [TrainExample(prompt, prompt[:3], [1.0, 1.0, 1.0]) for _ in range(4)]
+    checkpoints = Checkpoints(tmp_path / "checkpoints", every=1)
+    config = TrainConfig(lr=1e30, epochs=4, batch_size=2, warmup_ratio=0.0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
+    with pytest.raises(TrainingError, match=r"the loss became nan at step \d+; lower train\.lr; "):
+        train_lora(
+            model, examples, config, pad_id=tokenizer.pad_token_id, seed=0, checkpoints=checkpoints
+        )
+    kept = checkpoints.newest()
+    assert kept is not None
+    state = torch.load(kept, weights_only=False)
+    assert all(torch.isfinite(w).all() for w in state["weights"].values())
