@@ -133,6 +133,9 @@ def transplant(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings; flags override it.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a run directory made for another transplant.")
+    ] = False,
 ) -> None:
     """Transplant a LoRA from the source base to the target base (all stages, resumable)."""
     from titok.config import TransplantConfig, build_config
@@ -152,9 +155,9 @@ def transplant(
         "kd": {"kl_weight": kl_weight},
     }
     settings = build_config(TransplantConfig, config, flags)
-    _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "run.log")
     run = Run(settings, RunDir(out))
-    run.save_config()
+    run.save_config(overwrite)
+    _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "run.log")
     run.run_all()
     console.print(f"adapter: {out / 'adapter'}")
 

@@ -16,11 +16,12 @@ class Example:
     answer: str
 
 
-def read_jsonl(path: str | Path, required: tuple[str, ...]) -> list[dict]:
+def read_jsonl(path: str | Path, required: tuple[str, ...], kind: str = "file") -> list[dict]:
     """Rows of a JSONL file, each an object with non-empty string `required` fields."""
     file = Path(path)
     if not file.is_file():
-        raise DataError(f"file not found: {file}")
+        raise DataError(f"{kind} not found: {file}")
+    shape = "{" + ", ".join(f'"{name}": "..."' for name in required) + "}"
     rows = []
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -36,7 +37,7 @@ def read_jsonl(path: str | Path, required: tuple[str, ...]) -> list[dict]:
             if not isinstance(value, str) or not value.strip():
                 raise DataError(
                     f"{file}:{number}: field '{name}' must be a non-empty string "
-                    f'(each line: {{"query": "...", "answer": "..."}})'
+                    f"(each line: {shape})"
                 )
         rows.append(row)
     if not rows:
@@ -45,7 +46,7 @@ def read_jsonl(path: str | Path, required: tuple[str, ...]) -> list[dict]:
 
 
 def read_seeds(path: str | Path) -> list[Example]:
-    rows = read_jsonl(path, ("query", "answer"))
+    rows = read_jsonl(path, ("query", "answer"), "seeds file")
     seeds = list(dict.fromkeys(Example(row["query"], row["answer"]) for row in rows))
     if len(seeds) < 2:
         raise DataError(
@@ -56,7 +57,7 @@ def read_seeds(path: str | Path) -> list[Example]:
 
 
 def read_queries(path: str | Path) -> list[str]:
-    return list(dict.fromkeys(row["query"] for row in read_jsonl(path, ("query",))))
+    return list(dict.fromkeys(row["query"] for row in read_jsonl(path, ("query",), "queries file")))
 
 
 def write_jsonl(path: str | Path, examples: list[Example]) -> None:

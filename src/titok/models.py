@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -117,6 +118,11 @@ def resolve_model(spec: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelError(f"{spec} is a directory without config.json: not a transformers model")
         return str(path)
+    if "/" not in spec and did_you_mean(spec, BUNDLED):  # a typo of a bundled name
+        raise ModelError(
+            f"model '{spec}' is neither a directory, a .gguf file, a bundled name "
+            f"({', '.join(BUNDLED)}) nor a Hugging Face id{did_you_mean(spec, BUNDLED)}"
+        )
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelError(
             f"model '{spec}' is neither a directory, a .gguf file, a bundled name "
@@ -137,6 +143,51 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
         # Padding is always masked out, so reusing eos is safe and is what most recipes do.
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def check_causal_lm(spec: str, role: str) -> None:
+    """Fail before any work when `spec` is not a causal language model (reads its config only)."""
+    location = resolve_model(spec)
+    try:
+        config = AutoConfig.from_pretrained(location)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot read the config of the {role} '{spec}': {error}") from error
+    if type(config) not in AutoModelForCausalLM._model_mapping:
+        raise ModelError(
+            f"the {role} '{spec}' is a {type(config).__name__.removesuffix('Config')} model, not a "
+            "causal language model: titok needs a decoder that generates text (a model that "
+            "AutoModelForCausalLM loads)"
+        )
+
+
+def skeleton(spec: str) -> PreTrainedModel:
+    """The model's modules and shapes without its weights (meta device): for checks before work."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(spec)))
+
+
+def check_adapter_file(adapter_dir: str | Path) -> dict:
+    """The adapter's config is a LoRA and its weights file is readable safetensors."""
+    folder = Path(adapter_dir)
+    if not folder.is_dir():
+        raise AdapterError(f"adapter directory not found: {folder}")
+    config = read_adapter_config(folder)
+    _adapter_shapes(folder)
+    return config
+
+
+def _adapter_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise AdapterError(f"{weights} not found: save the adapter with safetensors")
+    try:
+        with safe_open(weights, framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises several private types on corrupt files
+        raise AdapterError(
+            f"{weights} cannot be read as safetensors ({error}); save the adapter again with "
+            "`model.save_pretrained(dir)`"
+        ) from error
 
 
 def load_model(spec: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
@@ -170,15 +221,8 @@ def check_adapter_fits(adapter_dir: str | Path, model: PreTrainedModel) -> dict:
     """Check that a LoRA adapter fits `model` (module names and weight shapes) before any work."""
     folder = Path(adapter_dir)
     config = read_adapter_config(folder)
-    weights = folder / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise AdapterError(f"{weights} not found: save the adapter with safetensors")
     modules = dict(model.named_modules())
-    try:
-        with safe_open(weights, framework="pt") as handle:
-            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
-    except Exception as error:  # safetensors raises several private types on corrupt files
-        raise AdapterError(f"{weights} cannot be read as safetensors: {error}") from error
+    shapes = _adapter_shapes(folder)
     problems = []
     for key, shape in shapes.items():
         if ".lora_A." not in key and ".lora_B." not in key:
@@ -197,8 +241,10 @@ def check_adapter_fits(adapter_dir: str | Path, model: PreTrainedModel) -> dict:
             problems.append(f"{key}: shape {list(shape)}, the base's layer needs {list(expected)}")
     if problems:
         shown = "\n  ".join(problems[:5]) + ("\n  ..." if len(problems) > 5 else "")
+        trained_on = config.get("base_model_name_or_path")
+        hint = f"; was it trained on '{trained_on}'?" if trained_on else ""
         raise AdapterError(
-            f"the adapter {folder} does not fit the source base ({len(problems)} problems; was it "
-            f"trained on '{config.get('base_model_name_or_path')}'?):\n  {shown}"
+            f"the adapter {folder} does not fit the source base ({len(problems)} problems"
+            f"{hint}):\n  {shown}"
         )
     return config

@@ -7,7 +7,9 @@ stages live in `titok.stages`, method-specific ones beside their method in `tito
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,18 +19,31 @@ from typing import Any
 
 import yaml
 from peft import PeftModel
+from pydantic import ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from titok import __version__
 from titok.config import TransplantConfig
+from titok.data import read_queries, read_seeds
 from titok.errors import RunDirError, did_you_mean
 from titok.faults import failpoint
-from titok.models import check_adapter_fits, load_model, load_tokenizer
+from titok.models import (
+    check_adapter_file,
+    check_adapter_fits,
+    check_causal_lm,
+    load_model,
+    load_tokenizer,
+    skeleton,
+)
 from titok.prompts import PromptFormat, prompt_format
 from titok.rundir import RunDir, fingerprint
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+RUN_FILE = "titok-run.json"
+# What makes a run directory one transplant; other settings may change between reruns.
+IDENTITY = ("source_base", "source_adapter", "target_base", "seeds", "queries", "method")
 # Bumped whenever an artifact's format or a stage's rules change, so old run directories redo
 # the affected stages instead of reading what this version does not write.
 ARTIFACT_SCHEMA = 3
@@ -55,13 +70,76 @@ class Run:
             raise RunDirError(
                 f"{file} not found: start the run with `titok transplant --out {path}`"
             )
-        return cls(TransplantConfig.model_validate(yaml.safe_load(file.read_text())), run_dir)
+        try:
+            config = TransplantConfig.model_validate(yaml.safe_load(file.read_text()))
+        except (ValidationError, yaml.YAMLError) as error:
+            raise RunDirError(
+                f"{file} cannot be read by titok {__version__} ({str(error).splitlines()[0]}); "
+                "was the run made by another titok version? Start it again with `titok "
+                "transplant --overwrite`"
+            ) from None
+        run = cls(config, run_dir)
+        run.check_owner()
+        return run
 
-    def save_config(self) -> None:
+    def save_config(self, overwrite: bool = False) -> None:
+        """Check the inputs, claim the run directory, and write the resolved settings into it."""
+        self.preflight()
+        if overwrite and self.run_dir.path(CONFIG_FILE).is_file():
+            shutil.rmtree(self.run_dir.root)
+        self.check_owner()
         self.run_dir.create()
+        self.run_dir.write_json(
+            RUN_FILE, {"artifact_schema": ARTIFACT_SCHEMA, "titok": __version__}
+        )
         self.run_dir.write_text(
             CONFIG_FILE, yaml.safe_dump(self.config.model_dump(), sort_keys=False)
         )
+
+    def preflight(self) -> None:
+        """Read every input that can be checked cheaply, so a bad one fails before any work."""
+        c = self.config
+        read_seeds(c.seeds)
+        if c.queries:
+            read_queries(c.queries)
+        if c.discriminator.real:
+            read_seeds(c.discriminator.real)
+        check_adapter_file(c.source_adapter)
+        check_causal_lm(c.source_base, "source base")
+        check_causal_lm(c.target_base, "target base")
+        check_adapter_fits(c.source_adapter, skeleton(c.source_base))
+        _ = self.source_tokenizer, self.target_tokenizer
+
+    def check_owner(self) -> None:
+        """Refuse a run directory written by an incompatible titok or for another transplant.
+
+        Other hyper-parameters may change: the stages they affect run again.
+        """
+        root = self.run_dir.root
+        made_by = self.run_dir.path(RUN_FILE)
+        if made_by.is_file():
+            schema = json.loads(made_by.read_text()).get("artifact_schema")
+            if schema != ARTIFACT_SCHEMA:
+                raise RunDirError(
+                    f"{root} was written by another titok version (artifact schema {schema}; "
+                    f"this titok {__version__} writes schema {ARTIFACT_SCHEMA}): use a new --out, "
+                    "or pass --overwrite to start this one again"
+                )
+        config_file = self.run_dir.path(CONFIG_FILE)
+        if not config_file.is_file():
+            if root.is_dir() and any(p.name != "run.log" for p in root.iterdir()):
+                raise RunDirError(
+                    f"{root} is not empty and is not a titok run directory: choose another --out"
+                )
+            return
+        old = yaml.safe_load(config_file.read_text()) or {}
+        changed = [k for k in IDENTITY if old.get(k) != getattr(self.config, k)]
+        if changed:
+            what = "; ".join(f"{k}: {old.get(k)!r} → {getattr(self.config, k)!r}" for k in changed)
+            raise RunDirError(
+                f"{root} holds another transplant ({what}): use a new --out, or pass --overwrite "
+                "to replace it"
+            )
 
     # -- models, loaded once -------------------------------------------------------------------
     @cached_property
