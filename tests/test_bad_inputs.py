@@ -202,7 +202,7 @@ CASES = [
     Case(
         "queries without a query field",
         transplant_with(queries=text_file("q.jsonl", '{"question": "True is"}\n')),
-        r"q\.jsonl:1: field 'query' must be a non-empty string \(each line: \{.query.: .\.\.\..\}\)",
+        r"q\.jsonl:1: field 'query' must be a non-empty string \(each line: \{.query.: .+\}\)",
     ),
     Case(
         "adapter directory missing",
