@@ -104,6 +104,17 @@ def status(run: RunOption) -> None:
 
 
 @app.command()
+def report(
+    run: RunOption,
+    out: Annotated[Path | None, typer.Option(help="HTML file (default RUN/report.html).")] = None,
+) -> None:
+    """One self-contained HTML page: stages, tokens shaded by excess, alignment, evaluation."""
+    from titok.report import build_report
+
+    print(f"report: {build_report(run, out)}")
+
+
+@app.command()
 def transplant(
     out: Annotated[Path, typer.Option(help="Run directory (created; reruns resume).")],
     source_base: Annotated[

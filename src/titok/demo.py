@@ -24,6 +24,7 @@ from titok.finetune import train_on_examples
 from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
 from titok.prompts import prompt_format
+from titok.report import build_report
 from titok.rundir import RunDir
 from titok.tasks import resolve_task
 
@@ -146,6 +147,21 @@ def run_demo(settings: DemoSettings) -> dict:
             "transplanted adapter": str(run.run_dir.path("adapter")),
         },
     }
+    run.run_dir.write_json(
+        "evaluation.json",
+        [
+            {
+                "name": name,
+                "task": summary["task"],
+                "metric": "exact_match",
+                "value": r.accuracy,
+                "stderr": r.stderr,
+                "n": r.n,
+            }
+            for name, r in results.items()
+        ],
+    )
+    summary["artifacts"]["report"] = str(build_report(run.run_dir.root))
     run_dir.write_json("demo_results.json", summary)
     run_dir.write_jsonl(
         "demo_predictions.jsonl",

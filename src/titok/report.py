@@ -1,0 +1,175 @@
+"""`titok report RUN_DIR`: one self-contained HTML file showing what a transplant did.
+
+Settings and figures of every stage; each kept sample's answer with its tokens shaded by
+contrastive excess and the selected ones outlined; across tokenizers, the aligned groups with the
+source tokens above the target tokens and the values they received; the evaluation table and
+chart when the run directory holds evaluation results (`evaluation.json`, or `result.json` files
+written by `titok eval --out RUN_DIR/...`). No scripts and no external resources.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import yaml
+
+from titok import __version__
+from titok.align import align_offsets, token_offsets
+from titok.pipeline import CONFIG_FILE, Run
+
+MAX_SAMPLES = 200  # kept samples shown; the file stays small enough to open anywhere
+
+
+@dataclass
+class Token:
+    text: str
+    value: float  # excess (source side) or transferred mask value (target side)
+    selected: bool
+    title: str
+
+
+def token_texts(tokenizer, ids: list[int]) -> list[str]:
+    texts = tokenizer.backend_tokenizer.decode_batch([[i] for i in ids], skip_special_tokens=False)
+    return [t.replace("\n", "⏎") or "∅" for t in texts]
+
+
+def _tokens(texts: list[str], values: list[float], mask: list[int], label: str) -> list[Token]:
+    return [
+        Token(
+            text, float(value), bool(keep), f"{label} {value:+.3f}{' · selected' if keep else ''}"
+        )
+        for text, value, keep in zip(texts, values, mask, strict=True)
+    ]
+
+
+def shade(value: float, scale: float) -> str:
+    """Green for positive, red for negative excess; stronger with |value| / scale."""
+    strength = min(1.0, abs(value) / scale) if scale > 0 else 0.0
+    hue = 130 if value >= 0 else 0
+    return f"hsla({hue}, 70%, 45%, {0.08 + 0.6 * strength:.2f})"
+
+
+def aligned_groups(run: Run, row: dict, target: dict) -> list[dict[str, Any]]:
+    """The answer's aligned groups: source tokens and target tokens covering the same text."""
+    src_ids, src_offsets = token_offsets(run.source_tokenizer, row["answer"])
+    tgt_ids, tgt_offsets = token_offsets(run.target_tokenizer, row["answer"])
+    alignment = align_offsets(src_offsets, tgt_offsets, np.zeros(len(src_ids)))
+    src_texts = token_texts(run.source_tokenizer, src_ids)
+    tgt_texts = token_texts(run.target_tokenizer, tgt_ids)
+    groups: dict[int, dict[str, list]] = {}
+    for i, group in enumerate(alignment.source_groups.tolist()):
+        groups.setdefault(group, {"source": [], "target": []})["source"].append(
+            Token(src_texts[i], row["excess"][i], bool(row["source_mask"][i]), "excess")
+        )
+    for j, group in enumerate(alignment.target_groups.tolist()):
+        groups.setdefault(group, {"source": [], "target": []})["target"].append(
+            Token(tgt_texts[j], target["target_values"][j], bool(target["target_mask"][j]), "value")
+        )
+    return [groups[g] for g in sorted(groups)]
+
+
+def samples(run: Run, limit: int) -> tuple[list[dict[str, Any]], float, bool]:
+    """Kept samples with their tokens (and aligned groups across tokenizers); the shading scale."""
+    selected = run.run_dir.read_jsonl("selected.jsonl", "select")[:limit]
+    target_file = run.run_dir.path("target.jsonl")
+    targets = (
+        {r["id"]: r for r in run.run_dir.read_jsonl("target.jsonl", "align")}
+        if target_file.is_file()
+        else {}
+    )
+    # The scale comes from the answers' text tokens: end-of-answer tokens often score far higher.
+    text_values = [r["excess"][: len(r["excess"]) - r["n_end"]] or r["excess"] for r in selected]
+    scale = float(np.percentile(np.abs(np.concatenate(text_values)), 95))
+    out, crossing = [], False
+    for row in selected:
+        texts = token_texts(run.source_tokenizer, row["source_ids"])
+        target = targets.get(row["id"])
+        cross = target is not None and target["target_ids"] != row["source_ids"]
+        crossing |= cross
+        out.append(
+            {
+                "id": row["id"],
+                "query": row["query"],
+                "mean_excess": row["mean_excess"],
+                "tokens": _tokens(texts, row["excess"], row["source_mask"], "excess"),
+                "groups": aligned_groups(run, row, target) if cross else [],
+            }
+        )
+    return out, max(scale, 1e-6), crossing
+
+
+def evaluations(root: Path) -> list[dict[str, Any]]:
+    rows = []
+    table = root / "evaluation.json"
+    if table.is_file():
+        rows += json.loads(table.read_text())
+    for file in sorted(root.rglob("result.json")):
+        result = json.loads(file.read_text())
+        name = f"{result['model']}" + (" + adapter" if result.get("adapter") else "")
+        rows.append({**result, "name": name})
+    return rows
+
+
+def chart(rows: list[dict[str, Any]]) -> str:
+    """A bar chart of the evaluation rows as a base64 PNG (inline in the page)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 0.5 + 0.45 * len(rows)))
+    names = [r["name"] for r in rows][::-1]
+    axes.barh(names, [r["value"] for r in rows][::-1], xerr=[r["stderr"] for r in rows][::-1])
+    axes.set_xlim(0, 1)
+    axes.set_xlabel(rows[0].get("metric", "score"))
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def build_report(path: str | Path, out: str | Path | None = None) -> Path:
+    """Write RUN_DIR/report.html (or `out`) and return its path."""
+    run = Run.open(path)
+    root = run.run_dir.root
+    shown, scale, crossing = (
+        samples(run, MAX_SAMPLES)
+        if run.run_dir.path("selected.jsonl").is_file()
+        else ([], 1, False)
+    )
+    pool = (
+        run.run_dir.read_jsonl("scored.jsonl", "score")
+        if run.run_dir.path("scored.jsonl").is_file()
+        else []
+    )
+    kept = {s["id"] for s in shown}
+    evals = evaluations(root)
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    environment.filters["shade"] = lambda value: shade(value, scale)
+    template = resources.files("titok").joinpath("templates/report.html.j2").read_text()
+    html = environment.from_string(template).render(
+        config=run.config,
+        version=__version__,
+        stages=run.status(),
+        settings=yaml.safe_dump(yaml.safe_load(run.run_dir.path(CONFIG_FILE).read_text())),
+        samples=shown,
+        crossing=crossing,
+        scale=scale,
+        rejected=[r for r in pool if r["id"] not in kept][:MAX_SAMPLES],
+        evaluations=evals,
+        chart=chart(evals) if evals else None,
+    )
+    target = Path(out) if out else root / "report.html"
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(target)
+    return target

@@ -1,0 +1,91 @@
+"""`titok report`: a self-contained HTML page; the slow test renders it in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.test_pipeline import make_run
+from titok.report import build_report
+
+
+@pytest.fixture(scope="module")
+def report(tiny_models, tmp_path_factory):
+    run = make_run(tiny_models, tmp_path_factory.mktemp("report") / "run")
+    run.run_all()
+    run.run_dir.write_json(
+        "evaluation.json",
+        [
+            {
+                "name": "target vanilla",
+                "task": "bbh:x",
+                "metric": "exact_match",
+                "value": 0.25,
+                "stderr": 0.1,
+                "n": 20,
+            },
+            {
+                "name": "target + titok",
+                "task": "bbh:x",
+                "metric": "exact_match",
+                "value": 0.5,
+                "stderr": 0.1,
+                "n": 20,
+            },
+        ],
+    )
+    return run, build_report(run.run_dir.root)
+
+
+def test_report_shows_stages_samples_alignment_and_evaluation(report):
+    run, page = report
+    html = page.read_text()
+    selected = [
+        json.loads(line) for line in run.run_dir.path("selected.jsonl").read_text().splitlines()
+    ]
+    for row in selected:
+        assert f'id="sample-{row["id"]}"' in html
+    assert html.count('class="tok sel"') >= sum(sum(r["source_mask"]) for r in selected)
+    assert 'class="group"' in html  # tiny Llama → tiny Gemma: another tokenizer, groups shown
+    for stage in ("synth", "score", "select", "align", "train"):
+        assert f"<td>{stage}</td>" in html
+    assert "target + titok" in html and "data:image/png;base64," in html
+    # Self-contained: nothing fetched from elsewhere, no scripts.
+    assert not re.search(r'(src|href)="(https?:)?//', html) and "<script" not in html
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's `chromium`")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    run, page = report
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr"]
+    shot = tmp_path / "report.png"
+    rendered = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.is_file() and shot.stat().st_size > 20_000, rendered.stderr[-2000:]
+    console = [
+        line for line in rendered.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line
+    ]
+    assert not console, console
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    first = json.loads(run.run_dir.path("selected.jsonl").read_text().splitlines()[0])
+    assert f'id="sample-{first["id"]}"' in dom and "Kept samples" in dom
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.std() > 0.05  # not a blank page
