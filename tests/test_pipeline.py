@@ -113,15 +113,14 @@ def test_adapter_of_another_base_is_refused_before_any_generation(tiny_models, t
     from tests.common import random_lora, tiny_gemma
 
     other = random_lora(tiny_models["source"], tmp_path / "adapter")
-    run = make_run(
-        tiny_models,
-        tmp_path / "run",
-        source_base=str(tiny_gemma(tmp_path / "g")),
-        source_adapter=str(other),
-    )
     with pytest.raises(AdapterError, match="does not fit the source base"):
-        _ = run.expert
-    assert not (tmp_path / "run" / "synthetic.jsonl").exists()
+        make_run(  # checked against a weightless skeleton before the run directory exists
+            tiny_models,
+            tmp_path / "run",
+            source_base=str(tiny_gemma(tmp_path / "g")),
+            source_adapter=str(other),
+        )
+    assert not (tmp_path / "run").exists()
 
 
 def test_excess_is_exactly_zero_for_an_adapter_with_zero_b(tiny_models, tmp_path):
