@@ -62,7 +62,17 @@ class SynthConfig(_Settings):
 class ScoreConfig(_Settings):
     """SPEC §2.2: contrastive excess, adapter on minus adapter off, one copy of the weights."""
 
-    batch_size: int = Field(8, ge=1, description="Sequences scored per forward batch.")
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="Sequences scored per forward batch (halved and retried on out-of-memory).",
+    )
+    chunk_tokens: int = Field(
+        128,
+        ge=0,
+        description="Answer positions whose full-vocabulary logits exist at once (one row at a "
+        "time); 0 computes a whole batch's logits in one go (more memory, no faster on CPU).",
+    )
 
 
 class SelectConfig(_Settings):

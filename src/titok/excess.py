@@ -13,8 +13,8 @@ from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from titok.data import Example
-from titok.generation import answer_logprobs
 from titok.prompts import PromptFormat
+from titok.scoring import answer_logprobs
 
 
 def scored_sequences(
@@ -36,13 +36,11 @@ def contrastive_excess(
     *,
     pad_id: int,
     batch_size: int,
+    chunk_tokens: int = 128,
 ) -> list[np.ndarray]:
     """Per-token excess for the answer part of each (prompt, answer) pair."""
-    with_adapter = answer_logprobs(
-        expert, pairs, pad_id=pad_id, batch_size=batch_size, desc="excess: expert"
-    )
+    settings = {"pad_id": pad_id, "batch_size": batch_size, "chunk_tokens": chunk_tokens}
+    with_adapter = answer_logprobs(expert, pairs, desc="excess: expert", **settings)
     with expert.disable_adapter():
-        without = answer_logprobs(
-            expert, pairs, pad_id=pad_id, batch_size=batch_size, desc="excess: base"
-        )
+        without = answer_logprobs(expert, pairs, desc="excess: base", **settings)
     return [(a - b).numpy().astype(np.float64) for a, b in zip(with_adapter, without, strict=True)]

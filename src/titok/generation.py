@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from titok.batching import run_with_backoff
 from titok.faults import failpoint
 
 
@@ -52,14 +53,13 @@ def generate(
     outputs: list[list[int]] = [[] for _ in prompts]
     batches = length_batches([len(p) for p in prompts], batch_size)
     stops = set(stop_ids)
-    for number, batch in enumerate(
-        tqdm(batches, desc=desc, unit="batch", leave=False, disable=None)
-    ):
+    extra: dict = {"temperature": temperature, "top_p": top_p, "top_k": 0} if sample else {}
+    if stop_strings:
+        extra.update(stop_strings=list(stop_strings), tokenizer=tokenizer)
+
+    def run(batch: list[int], batch_seed: int) -> list[list[int]]:
         ids, mask = left_pad([prompts[i] for i in batch], pad_id)
-        torch.manual_seed(seed * 100_003 + number)
-        extra: dict = {"temperature": temperature, "top_p": top_p, "top_k": 0} if sample else {}
-        if stop_strings:
-            extra.update(stop_strings=list(stop_strings), tokenizer=tokenizer)
+        torch.manual_seed(batch_seed)
         generated = model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -69,83 +69,19 @@ def generate(
             eos_token_id=list(stops) or None,
             **extra,
         )
-        failpoint(f"generate-batch-{number + 1}")
-        for row, index in enumerate(batch):
+        new_tokens = []
+        for row in range(len(batch)):
             new = generated[row, ids.shape[1] :].tolist()
             cut = next((pos for pos, tok in enumerate(new) if tok in stops), len(new))
-            outputs[index] = new[:cut]
-    return outputs
+            new_tokens.append(new[:cut])
+        return new_tokens
 
-
-def _answer_rows(
-    model: PreTrainedModel,
-    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
-    *,
-    pad_id: int,
-    batch_size: int,
-    desc: str,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """(pair index, log-probs over the vocabulary at each answer token, answer ids), per pair.
-
-    Sequences are left-padded so every answer ends at the last position; only the logits of the
-    last positions are computed (`logits_to_keep`), and log-softmax runs one row at a time.
-    """
-    lengths = [len(p) + len(a) for p, a in pairs]
-    batches = length_batches(lengths, batch_size)
     for number, batch in enumerate(
         tqdm(batches, desc=desc, unit="batch", leave=False, disable=None)
     ):
-        failpoint(f"score-batch-{number + 1}")
-        ids, mask = left_pad([list(pairs[i][0]) + list(pairs[i][1]) for i in batch], pad_id)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        keep = max(len(pairs[i][1]) for i in batch) + 1
-        logits = model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
-        ).logits
-        for row, index in enumerate(batch):
-            answer = torch.tensor(list(pairs[index][1]), dtype=torch.long)
-            n = len(answer)
-            # logits at position t predict token t+1: the answer's predictors are the n positions
-            # before the last one.
-            row_logits = logits[row, keep - 1 - n : keep - 1].float()
-            yield index, torch.log_softmax(row_logits, dim=-1), answer
-
-
-@torch.inference_mode()
-def answer_logprobs(
-    model: PreTrainedModel,
-    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
-    *,
-    pad_id: int,
-    batch_size: int,
-    desc: str = "scoring",
-) -> list[torch.Tensor]:
-    """log p(answer token | prompt, answer prefix) for every answer token of every pair."""
-    results: list[torch.Tensor] = [torch.empty(0) for _ in pairs]
-    for index, logprobs, answer in _answer_rows(
-        model, pairs, pad_id=pad_id, batch_size=batch_size, desc=desc
-    ):
-        results[index] = logprobs.gather(-1, answer[:, None])[:, 0]
-    return results
-
-
-@torch.inference_mode()
-def answer_top_k(
-    model: PreTrainedModel,
-    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
-    *,
-    pad_id: int,
-    batch_size: int,
-    k: int,
-    desc: str = "teacher",
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The k most likely next tokens (ids, log-probs) at every answer position of every pair."""
-    results: list[tuple[torch.Tensor, torch.Tensor]] = [
-        (torch.empty(0), torch.empty(0)) for _ in pairs
-    ]
-    for index, logprobs, _ in _answer_rows(
-        model, pairs, pad_id=pad_id, batch_size=batch_size, desc=desc
-    ):
-        top = torch.topk(logprobs, min(k, logprobs.shape[-1]), dim=-1)
-        results[index] = (top.indices, top.values)
-    return results
+        batch_seed = seed * 100_003 + number
+        results = run_with_backoff(lambda part, s=batch_seed: run(part, s), batch)
+        failpoint(f"generate-batch-{number + 1}")
+        for index, tokens in zip(batch, results, strict=True):
+            outputs[index] = tokens
+    return outputs

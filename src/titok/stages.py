@@ -99,6 +99,7 @@ def score_body(run: Run) -> dict[str, Any]:
         pairs,
         pad_id=run.source_tokenizer.pad_token_id,
         batch_size=run.config.score.batch_size,
+        chunk_tokens=run.config.score.chunk_tokens,
     )
     n_end = len(run.source_format.end_ids)
     for row, (_, answer_ids), values in zip(rows, pairs, scores, strict=True):

@@ -17,9 +17,9 @@ from titok import excess
 from titok.config import TransplantConfig
 from titok.data import Example, read_seeds
 from titok.errors import RunDirError
-from titok.generation import answer_top_k
 from titok.methods import Method
 from titok.pipeline import Run, Stage
+from titok.scoring import answer_top_k
 from titok.stages import (
     ALIGN,
     SCORE,
@@ -53,6 +53,7 @@ def teacher_body(run: Run) -> dict[str, Any]:
         pairs,
         pad_id=run.source_tokenizer.pad_token_id,
         batch_size=run.config.score.batch_size,
+        chunk_tokens=run.config.score.chunk_tokens,
         k=kd.top_k,
     )
     started = time.perf_counter()

@@ -33,6 +33,7 @@ def log_ppl_ratio(run: Run, samples: list[Example]) -> np.ndarray:
         pairs,
         pad_id=run.source_tokenizer.pad_token_id,
         batch_size=run.config.score.batch_size,
+        chunk_tokens=run.config.score.chunk_tokens,
     )
     return np.asarray([float(np.mean(s)) for s in scores])
 
