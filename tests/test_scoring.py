@@ -46,6 +46,10 @@ class DoubledLogits(torch.nn.Module):
         super().__init__()
         self.inner = inner
 
+    @property
+    def device(self):
+        return self.inner.device
+
     def get_decoder(self):
         return self.inner.get_decoder()
 

@@ -73,11 +73,12 @@ def train_discriminator(
     )
     model = get_peft_model(load_classifier(spec, pad_id, seed), lora)
 
-    def batch_loss(batch: list[tuple[list[int], int]]) -> torch.Tensor:
-        inputs = _batch([s for s, _ in batch], pad_id)
-        labels = torch.tensor([label for _, label in batch])
-        logits = model(**inputs).logits.float()
-        return torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+    def batch_loss(running: torch.nn.Module, batch: list[tuple[list[int], int]]) -> torch.Tensor:
+        device = next(running.parameters()).device
+        inputs = {k: v.to(device) for k, v in _batch([s for s, _ in batch], pad_id).items()}
+        labels = torch.tensor([label for _, label in batch], device=device)
+        logits = running(**inputs).logits.float()
+        return torch.nn.functional.cross_entropy(logits, labels, weight=weights.to(device))
 
     figures = fit(model, data, batch_loss, config, seed=seed, desc="training discriminator")
     return model, figures
@@ -90,8 +91,11 @@ def p_real(
     """The classifier's probability that each sequence is a real example."""
     result = np.zeros(len(sequences))
     for batch in length_batches([len(s) for s in sequences], batch_size):
-        logits = model(**_batch([sequences[i] for i in batch], pad_id)).logits.float()
-        result[batch] = torch.softmax(logits, -1)[:, REAL].numpy()
+        inputs = {
+            k: v.to(model.device) for k, v in _batch([sequences[i] for i in batch], pad_id).items()
+        }
+        logits = model(**inputs).logits.float()
+        result[batch] = torch.softmax(logits, -1)[:, REAL].cpu().numpy()
     return result
 
 

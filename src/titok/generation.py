@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from titok.batching import run_with_backoff
+from titok.distributed import is_main, map_batches
 from titok.faults import failpoint
 
 
@@ -59,6 +60,7 @@ def generate(
 
     def run(batch: list[int], batch_seed: int) -> list[list[int]]:
         ids, mask = left_pad([prompts[i] for i in batch], pad_id)
+        ids, mask = ids.to(model.device), mask.to(model.device)
         torch.manual_seed(batch_seed)
         generated = model.generate(
             input_ids=ids,
@@ -76,12 +78,22 @@ def generate(
             new_tokens.append(new[:cut])
         return new_tokens
 
-    for number, batch in enumerate(
-        tqdm(batches, desc=desc, unit="batch", leave=False, disable=None)
-    ):
+    progress = tqdm(total=len(batches), desc=desc, unit="batch", leave=False, disable=quiet())
+
+    def one(number: int, batch: list[int]) -> list[list[int]]:
         batch_seed = seed * 100_003 + number
-        results = run_with_backoff(lambda part, s=batch_seed: run(part, s), batch)
+        results = run_with_backoff(lambda part: run(part, batch_seed), batch)
         failpoint(f"generate-batch-{number + 1}")
+        progress.update()
+        return results
+
+    for batch, results in zip(batches, map_batches(batches, one), strict=True):
         for index, tokens in zip(batch, results, strict=True):
             outputs[index] = tokens
+    progress.close()
     return outputs
+
+
+def quiet() -> bool | None:
+    """tqdm's `disable`: None shows bars on a terminal; other processes than the main one never."""
+    return None if is_main() else True

@@ -26,6 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from titok.distributed import default_dtype, device
 from titok.errors import AdapterError, ModelError, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -190,12 +191,15 @@ def _adapter_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
         ) from error
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+def load_model(spec: str, dtype: torch.dtype | None = None) -> PreTrainedModel:
+    """The model in eval mode on this process's device, in bf16 where the hardware has it and
+    fp32 on CPU (`dtype` overrides)."""
     location = resolve_model(spec)
     try:
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype or default_dtype())
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load '{spec}' as a causal language model: {error}") from error
+    model.to(device())
     model.eval()
     return model
 

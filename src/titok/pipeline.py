@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from titok import __version__
 from titok.config import TransplantConfig
 from titok.data import read_queries, read_seeds
+from titok.distributed import is_main, wait_for_everyone
 from titok.errors import RunDirError, did_you_mean
 from titok.faults import failpoint
 from titok.models import (
@@ -85,9 +86,10 @@ class Run:
     def save_config(self, overwrite: bool = False) -> None:
         """Check the inputs, claim the run directory, and write the resolved settings into it."""
         self.preflight()
-        if overwrite and self.run_dir.path(CONFIG_FILE).is_file():
+        if overwrite and is_main() and self.run_dir.path(CONFIG_FILE).is_file():
             shutil.rmtree(self.run_dir.root)
         self.check_owner()
+        wait_for_everyone()  # every process checked the directory before any writes to it
         self.run_dir.create()
         self.run_dir.write_json(
             RUN_FILE, {"artifact_schema": ARTIFACT_SCHEMA, "titok": __version__}
@@ -95,6 +97,7 @@ class Run:
         self.run_dir.write_text(
             CONFIG_FILE, yaml.safe_dump(self.config.model_dump(), sort_keys=False)
         )
+        wait_for_everyone()
 
     def preflight(self) -> None:
         """Read every input that can be checked cheaply, so a bad one fails before any work."""
@@ -217,6 +220,7 @@ class Run:
         self.run_dir.mark_done(
             stage.name, stage_fp, seconds, figures, stage.settings(self.config), inputs
         )
+        wait_for_everyone()  # the next stage reads what the main process wrote
         failpoint(f"after-{stage.name}")
         self.timings[stage.name] = seconds
         log.info("%s: done in %.1f s %s", stage.name, seconds, figures)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from titok import __version__
+from titok.distributed import is_main
 from titok.errors import RunDirError
 from titok.provenance import git_commit, package_versions
 
@@ -39,6 +40,8 @@ class RunDir:
 
     def remove_partial(self) -> list[Path]:
         """Delete what a killed process left half-written (temporary files and directories)."""
+        if not is_main():  # another process may be writing them right now
+            return []
         leftovers = sorted(self.root.rglob(f"{TEMP_PREFIX}*"))
         for path in leftovers:
             if path.is_dir():
@@ -53,6 +56,8 @@ class RunDir:
     # -- atomic writes ------------------------------------------------------------------------
     def _atomic_text(self, name: str, text: str) -> Path:
         target = self.path(name)
+        if not is_main():  # every process computes the same artifacts; one writes them
+            return target
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", dir=target.parent)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -72,6 +77,8 @@ class RunDir:
     def replace_dir(self, name: str, built: Path) -> Path:
         """Move a fully written temporary directory into place."""
         target = self.path(name)
+        if not is_main():
+            return target
         if target.exists():  # moved aside first: a kill leaves either the old or the new one
             aside = self.temp_dir(f"old-{name}")
             os.replace(target, aside / name)

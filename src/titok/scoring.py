@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from titok.batching import run_with_backoff
+from titok.distributed import map_batches
 from titok.faults import failpoint
-from titok.generation import left_pad, length_batches
+from titok.generation import left_pad, length_batches, quiet
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def _score_batch(
     state: dict,
 ) -> list[tuple[torch.Tensor, ...]]:
     ids, mask = left_pad([list(pairs[i][0]) + list(pairs[i][1]) for i in batch], pad_id)
+    ids, mask = ids.to(model.device), mask.to(model.device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     keep = max(len(pairs[i][1]) for i in batch) + 1
     chunked = state.get("chunked", True) and chunk_tokens > 0
@@ -98,7 +100,7 @@ def _score_batch(
     head = model.get_output_embeddings()
     results = []
     for row, index in enumerate(batch):
-        labels = torch.tensor(list(pairs[index][1]), dtype=torch.long)
+        labels = torch.tensor(list(pairs[index][1]), dtype=torch.long, device=model.device)
         n = len(labels)
         # position t predicts token t+1: the answer's predictors end one before the last position
         if chunked:
@@ -134,12 +136,18 @@ def _score(
         return _score_batch(model, pairs, batch, pad_id, reduce, chunk_tokens, state)
 
     batches = length_batches(lengths, batch_size)
-    for number, batch in enumerate(
-        tqdm(batches, desc=desc, unit="batch", leave=False, disable=None)
-    ):
+    progress = tqdm(total=len(batches), desc=desc, unit="batch", leave=False, disable=quiet())
+
+    def one(number: int, batch: list[int]) -> list[tuple[torch.Tensor, ...]]:
         failpoint(f"score-batch-{number + 1}")
-        for index, result in zip(batch, run_with_backoff(run, batch), strict=True):
+        scored = run_with_backoff(run, batch)
+        progress.update()
+        return [tuple(t.cpu() for t in row) for row in scored]
+
+    for batch, scored in zip(batches, map_batches(batches, one), strict=True):
+        for index, result in zip(batch, scored, strict=True):
             results[index] = result
+    progress.close()
     return results
 
 

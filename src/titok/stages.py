@@ -17,6 +17,7 @@ from titok import card, excess, select, synth
 from titok.align import AlignmentStats, align_offsets, token_offsets
 from titok.config import TransplantConfig
 from titok.data import Example, read_queries, read_seeds
+from titok.distributed import is_main, wait_for_everyone
 from titok.errors import GenerationError, RunDirError
 from titok.pipeline import Run, Stage
 from titok.train import Checkpoints, TrainExample, save_adapter, train_lora
@@ -266,11 +267,13 @@ def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:
         kl_weight=run.config.kd.kl_weight,
         checkpoints=Checkpoints(folder, run.config.train.checkpoint_every),
     )
-    built = run.run_dir.temp_dir("adapter")
-    save_adapter(model, built)
-    (built / "README.md").write_text(card.model_card(run, figures))
-    run.run_dir.replace_dir("adapter", built)
-    shutil.rmtree(run.run_dir.path("checkpoints"), ignore_errors=True)
+    if is_main():  # the processes hold the same weights after data-parallel training
+        built = run.run_dir.temp_dir("adapter")
+        save_adapter(model, built)
+        (built / "README.md").write_text(card.model_card(run, figures))
+        run.run_dir.replace_dir("adapter", built)
+        shutil.rmtree(run.run_dir.path("checkpoints"), ignore_errors=True)
+    wait_for_everyone()
     return figures
 
 

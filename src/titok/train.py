@@ -23,8 +23,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from titok.config import TrainConfig
+from titok.distributed import is_main, world_size
 from titok.errors import TitokError
 from titok.faults import failpoint
+from titok.generation import quiet
 from titok.rundir import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
@@ -184,7 +186,7 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def fit(
     model: torch.nn.Module,
     data: Sequence[Item],
-    batch_loss: Callable[[list[Item]], torch.Tensor],
+    batch_loss: Callable[[torch.nn.Module, list[Item]], torch.Tensor],
     config: TrainConfig,
     *,
     seed: int,
@@ -197,7 +199,8 @@ def fit(
     the trainable weights, optimizer, scheduler, data order, losses and RNG states are saved
     every `checkpoints.every` steps, and training resumes from the newest checkpoint: the result
     equals an uninterrupted run's. A non-finite loss stops training with a `TrainingError` and
-    leaves the last good checkpoint in place.
+    leaves the last good checkpoint in place. Under several processes (`titok.distributed`) the
+    model runs data-parallel through `accelerate`: each process takes its share of every batch.
     """
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -221,9 +224,20 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         order, losses, first = state["order"], state["losses"], state["step"]
         log.info("%s: resumed from %s", desc, newest)
+    running, engine = model, None
+    if world_size() > 1:
+        from accelerate import Accelerator
+
+        engine = Accelerator(cpu=not torch.cuda.is_available())
+        if config.batch_size < engine.num_processes:
+            raise TrainingError(
+                f"train.batch_size {config.batch_size} is smaller than the {engine.num_processes} "
+                "processes: raise it to at least one example per process"
+            )
+        running, optimizer = engine.prepare(model, optimizer)
     started = time.perf_counter()
     progress = tqdm(
-        range(first, total), desc=desc, unit="step", leave=False, disable=None, initial=first
+        range(first, total), desc=desc, unit="step", leave=False, disable=quiet(), initial=first
     )
     for step in progress:
         if len(order) < config.batch_size:
@@ -231,22 +245,29 @@ def fit(
             rng.shuffle(epoch)
             order += epoch
         batch, order = [data[i] for i in order[: config.batch_size]], order[config.batch_size :]
-        loss = batch_loss(batch)
-        if not torch.isfinite(loss):
+        if engine is not None:
+            batch = batch[engine.process_index :: engine.num_processes]
+        loss = batch_loss(running, batch)
+        reported = engine.reduce(loss.detach(), "mean") if engine is not None else loss.detach()
+        if not torch.isfinite(reported):
             kept = checkpoints.newest() if checkpoints else None
             where = f"; the last good checkpoint is {kept}" if kept else ""
             raise TrainingError(
-                f"the loss became {loss.item()} at step {step + 1}; lower train.lr{where}"
+                f"the loss became {reported.item()} at step {step + 1}; lower train.lr{where}"
             )
-        loss.backward()
+        if engine is not None:
+            engine.backward(loss)
+        else:
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(reported.item())
         progress.set_postfix(loss=f"{losses[-1]:.3f}")
         failpoint(f"train-step-{step + 1}")
-        if checkpoints and checkpoints.every and (step + 1) % checkpoints.every == 0:
+        due = checkpoints and checkpoints.every and (step + 1) % checkpoints.every == 0
+        if checkpoints and due and is_main():
             checkpoints.save(
                 {
                     "step": step + 1,
@@ -293,9 +314,10 @@ def train_lora(
     torch.manual_seed(seed)
     peft_model = get_peft_model(model, lora_config(config))
 
-    def batch_loss(batch: list[TrainExample]) -> torch.Tensor:
-        inputs = collate(batch, pad_id)
-        logits = peft_model(
+    def batch_loss(running: torch.nn.Module, batch: list[TrainExample]) -> torch.Tensor:
+        device = next(running.parameters()).device
+        inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
+        logits = running(
             input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
         ).logits
         return distill_loss(logits, inputs, kl_weight)

@@ -16,6 +16,7 @@ from safetensors.numpy import load_file, save_file
 from titok import excess
 from titok.config import TransplantConfig
 from titok.data import Example, read_seeds
+from titok.distributed import is_main
 from titok.errors import RunDirError
 from titok.methods import Method
 from titok.pipeline import Run, Stage
@@ -78,18 +79,19 @@ def teacher_body(run: Run) -> dict[str, Any]:
         ids_rows.append(ids)
         logprob_rows.append(logprobs)
         lengths.append(len(ids))
-    built = run.run_dir.temp_dir("teacher")
-    save_file(
-        {
-            "ids": np.concatenate(ids_rows).astype(np.int64),
-            "logprobs": np.concatenate(logprob_rows).astype(np.float32),
-            "lengths": np.asarray(lengths, dtype=np.int64),
-            "sample_ids": np.asarray([r["id"] for r in selected], dtype=np.int64),
-        },
-        str(built / TEACHER_FILE),
-    )
-    (built / TEACHER_FILE).replace(run.run_dir.path(TEACHER_FILE))
-    built.rmdir()
+    if is_main():  # every process holds the same rows; one writes them
+        built = run.run_dir.temp_dir("teacher")
+        save_file(
+            {
+                "ids": np.concatenate(ids_rows).astype(np.int64),
+                "logprobs": np.concatenate(logprob_rows).astype(np.float32),
+                "lengths": np.asarray(lengths, dtype=np.int64),
+                "sample_ids": np.asarray([r["id"] for r in selected], dtype=np.int64),
+            },
+            str(built / TEACHER_FILE),
+        )
+        (built / TEACHER_FILE).replace(run.run_dir.path(TEACHER_FILE))
+        built.rmdir()
     return {
         **stats.figures(),
         "vocab_map": kd.vocab_map,

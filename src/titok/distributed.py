@@ -1,0 +1,72 @@
+"""Several processes through Hugging Face Accelerate, and one process without it.
+
+Launched with `torchrun --nproc_per_node N -m titok ...` (or `accelerate launch` with a
+multi-process config), generation and scoring split their batches round-robin across the
+processes and gather the results in the original order; each batch keeps the seed it has in a
+single-process run, so the synthetic data and scores equal a single-process run's. Training runs
+data-parallel (DDP) through `accelerate.Accelerator`. Every process computes the same artifacts;
+they are written atomically, and the adapter and checkpoints only by the main process.
+Without a launcher (WORLD_SIZE unset or 1) nothing here creates a process group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+import torch
+
+Item = TypeVar("Item")
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@cache
+def state():  # -> accelerate.PartialState; made once per process, on first use
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def rank() -> int:
+    return state().process_index if world_size() > 1 else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def wait_for_everyone() -> None:
+    if world_size() > 1:
+        state().wait_for_everyone()
+
+
+def device() -> torch.device:
+    """This process's device: its GPU when there is one, else the CPU."""
+    if world_size() > 1:
+        return state().device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype() -> torch.dtype:
+    """bf16 where the hardware computes in it, fp32 on CPU."""
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def map_batches(batches: Sequence[Item], run: Callable[[int, Item], Any]) -> list[Any]:
+    """`run(number, batch)` for every batch, shared across processes; results in batch order."""
+    size = world_size()
+    if size <= 1:
+        return [run(number, batch) for number, batch in enumerate(batches)]
+    from accelerate.utils import gather_object
+
+    mine = [(n, run(n, b)) for n, b in enumerate(batches) if n % size == rank()]
+    gathered = gather_object(mine)
+    by_number = dict(gathered)
+    return [by_number[n] for n in range(len(batches))]

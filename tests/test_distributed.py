@@ -1,0 +1,65 @@
+"""Two processes on CPU (torchrun + gloo) give the single-process run's data, and an adapter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from tests.test_pipeline import TINY
+
+ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl")
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_single_process_data(tiny_models, tmp_path):
+    settings = {
+        "source_base": str(tiny_models["source"]),
+        "source_adapter": str(tiny_models["adapter"]),
+        "target_base": str(tiny_models["target"]),
+        "seeds": str(tiny_models["seeds"]),
+        **TINY,
+        "synth": {**TINY["synth"], "batch_size": 4},  # several batches to share out
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    # torchrun gives each process one thread; so does the single run, for bit-equal arithmetic.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    titok = [sys.executable, "-m", "titok", "-q", "transplant", "--config", str(config)]
+    single = subprocess.run(
+        [*titok, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    launched = subprocess.run(
+        [
+            *torchrun,
+            "-m",
+            "titok",
+            "-q",
+            "transplant",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    for name in ARTIFACTS:
+        one, two = tmp_path / "one" / name, tmp_path / "two" / name
+        assert one.read_bytes() == two.read_bytes(), name
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_models["target"]), tmp_path / "two" / "adapter"
+    )
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    assert not list(Path(tmp_path / "two").rglob(".titok-tmp-*"))
