@@ -262,6 +262,11 @@ CASES = [
         r"is not empty and is not a titok run directory",
     ),
     Case(
+        "4-bit loading without a GPU",
+        transplant_with(load_in_4bit=True),
+        r"load_in_4bit needs a CUDA GPU .*set load_in_4bit: false",
+    ),
+    Case(
         "stage on a directory that is not a run",
         command("score", "--run", "{folder}"),
         r"config\.yaml not found: start the run with `titok transplant",

@@ -169,3 +169,25 @@ def test_flags_not_given_never_reach_the_settings():
     assert merge({"kd": {"top_k": 5}}, {"kd": {"top_k": None, "kl_weight": 0.2}}) == {
         "kd": {"top_k": 5, "kl_weight": 0.2}
     }
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(tiny_models):
+    from transformers import AutoModelForCausalLM
+
+    from tests.common import smol_tokenizer
+    from titok.config import TrainConfig
+    from titok.train import TrainExample, train_lora
+
+    tokenizer = smol_tokenizer()
+    prompt = tokenizer("True and False is", add_special_tokens=False)["input_ids"]
+    examples = [TrainExample(prompt, prompt[:3], [1.0, 1.0, 1.0]) for _ in range(4)]
+    weights = []
+    for checkpointing in (False, True):
+        config = TrainConfig(
+            lr=1e-3, epochs=2, batch_size=2, dropout=0.0, gradient_checkpointing=checkpointing
+        )
+        model = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
+        trained, _ = train_lora(model, examples, config, pad_id=tokenizer.pad_token_id, seed=0)
+        weights.append({n: p.detach() for n, p in trained.named_parameters() if "lora_" in n})
+    for name, value in weights[0].items():
+        torch.testing.assert_close(value, weights[1][name], rtol=1e-4, atol=1e-5)

@@ -113,6 +113,11 @@ class TrainConfig(_Settings):
     weight_by_mask: bool = Field(
         False, description="Weight each token's NLL by its fractional mask value (cross-tokenizer)."
     )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass: less memory for long "
+        "sequences and large models, about a third more time.",
+    )
     checkpoint_every: int = Field(
         50,
         ge=0,
@@ -121,7 +126,9 @@ class TrainConfig(_Settings):
     )
 
     # Settings that change how training runs but not what it produces.
-    RUNTIME_ONLY: ClassVar[frozenset[str]] = frozenset({"checkpoint_every"})
+    RUNTIME_ONLY: ClassVar[frozenset[str]] = frozenset(
+        {"checkpoint_every", "gradient_checkpointing"}
+    )
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that decide the trained adapter (what fingerprints hash)."""
@@ -200,6 +207,11 @@ class TransplantConfig(_Settings):
         None, description="JSONL of {query} to label instead of generating queries (SPEC §2.1)."
     )
     method: str = Field("titok", description="Transplant method; `titok methods` lists them.")
+    load_in_4bit: bool = Field(
+        False,
+        description="Load both bases in 4-bit NF4 (QLoRA-style; the LoRAs stay in higher "
+        "precision). Needs a CUDA GPU and the bitsandbytes package.",
+    )
     seed: int = Field(0, description="Random seed for sampling, shuffling and initialisation.")
     synth: SynthConfig = Field(default_factory=SynthConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)

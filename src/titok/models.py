@@ -191,15 +191,42 @@ def _adapter_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
         ) from error
 
 
-def load_model(spec: str, dtype: torch.dtype | None = None) -> PreTrainedModel:
+def check_4bit() -> None:
+    """4-bit loading needs a CUDA GPU and bitsandbytes; say so before any work."""
+    if not torch.cuda.is_available():
+        raise ModelError(
+            "load_in_4bit needs a CUDA GPU (bitsandbytes' 4-bit kernels); this machine has none: "
+            "set load_in_4bit: false"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError("load_in_4bit needs the bitsandbytes package: pip install bitsandbytes")
+
+
+def load_model(
+    spec: str, dtype: torch.dtype | None = None, load_in_4bit: bool = False
+) -> PreTrainedModel:
     """The model in eval mode on this process's device, in bf16 where the hardware has it and
-    fp32 on CPU (`dtype` overrides)."""
+    fp32 on CPU (`dtype` overrides); optionally in 4-bit NF4 (QLoRA-style)."""
     location = resolve_model(spec)
+    extra: dict = {}
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        check_4bit()
+        extra["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=default_dtype(),
+        )
+        extra["device_map"] = {"": device()}
     try:
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype or default_dtype())
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=dtype or default_dtype(), **extra
+        )
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load '{spec}' as a causal language model: {error}") from error
-    model.to(device())
+    if not load_in_4bit:
+        model.to(device())
     model.eval()
     return model
 

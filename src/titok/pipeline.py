@@ -29,6 +29,7 @@ from titok.distributed import is_main, wait_for_everyone
 from titok.errors import RunDirError, did_you_mean
 from titok.faults import failpoint
 from titok.models import (
+    check_4bit,
     check_adapter_file,
     check_adapter_fits,
     check_causal_lm,
@@ -107,6 +108,8 @@ class Run:
             read_queries(c.queries)
         if c.discriminator.real:
             read_seeds(c.discriminator.real)
+        if c.load_in_4bit:
+            check_4bit()
         check_adapter_file(c.source_adapter)
         check_causal_lm(c.source_base, "source base")
         check_causal_lm(c.target_base, "target base")
@@ -163,12 +166,12 @@ class Run:
 
     @cached_property
     def expert(self) -> PeftModel:
-        base = load_model(self.config.source_base)
+        base = load_model(self.config.source_base, load_in_4bit=self.config.load_in_4bit)
         check_adapter_fits(self.config.source_adapter, base)
         return PeftModel.from_pretrained(base, self.config.source_adapter).eval()
 
     def target_model(self) -> PreTrainedModel:
-        return load_model(self.config.target_base)
+        return load_model(self.config.target_base, load_in_4bit=self.config.load_in_4bit)
 
     # -- the method's stages --------------------------------------------------------------------
     @cached_property

@@ -78,6 +78,7 @@ def synth_settings(c: TransplantConfig) -> Any:
         c.select.m,
         c.seed,
         c.target_base if writer == "target" else None,
+        *(["4bit"] if c.load_in_4bit else []),  # absent by default: older fingerprints hold
     )
 
 
@@ -283,7 +284,7 @@ def train_body(run: Run) -> dict[str, Any]:
 
 
 def train_settings(c: TransplantConfig) -> Any:
-    return (c.train.result_settings(), c.seed, c.method)
+    return (c.train.result_settings(), c.seed, c.method, *(["4bit"] if c.load_in_4bit else []))
 
 
 TRAIN = Stage(

@@ -312,6 +312,9 @@ def train_lora(
     if not data:
         raise TrainingError("no training example has a selected token; nothing to learn from")
     torch.manual_seed(seed)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     peft_model = get_peft_model(model, lora_config(config))
 
     def batch_loss(running: torch.nn.Module, batch: list[TrainExample]) -> torch.Tensor:
