@@ -34,6 +34,8 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/align.py
+	$(BIN)/python benchmarks/vocab_map.py
+	$(BIN)/python benchmarks/stages.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
