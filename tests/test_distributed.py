@@ -63,3 +63,40 @@ def test_two_processes_give_the_single_process_data(tiny_models, tmp_path):
     )
     assert any("lora_A" in name for name, _ in model.named_parameters())
     assert not list(Path(tmp_path / "two").rglob(".titok-tmp-*"))
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_like_one(tiny_models, tmp_path):
+    import json
+
+    rows = [{"query": f"True and {i % 3 == 0} is", "answer": str(i % 3 == 0)} for i in range(9)]
+    task = tmp_path / "task.jsonl"
+    task.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    evaluate = [
+        "-m",
+        "titok",
+        "-q",
+        "eval",
+        "--model",
+        str(tiny_models["target"]),
+        "--task",
+        f"jsonl:{task}",
+        "--split",
+        "all",
+        "--max-new-tokens",
+        "4",
+        "--out",
+    ]
+    single = subprocess.run(
+        [sys.executable, *evaluate, str(tmp_path / "one")], env=env, capture_output=True, text=True
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    launched = subprocess.run(
+        [*torchrun, *evaluate, str(tmp_path / "two")], env=env, capture_output=True, text=True
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    one = (tmp_path / "one" / "predictions.jsonl").read_text()
+    assert one == (tmp_path / "two" / "predictions.jsonl").read_text()
+    assert len(one.splitlines()) == 9

@@ -196,6 +196,10 @@ def eval_(
     result, folder = run_eval(
         model, task, adapter, split, limit, out, seed, max_new_tokens, data_dir
     )
+    from titok.distributed import is_main
+
+    if not is_main():
+        return
     print(
         f"{task} {split} n={result.n}: {result.metric} = "
         f"{result.accuracy:.4f} ± {result.stderr:.4f}"

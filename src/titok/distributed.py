@@ -3,7 +3,8 @@
 Launched with `torchrun --nproc_per_node N -m titok ...` (or `accelerate launch` with a
 multi-process config), generation and scoring split their batches round-robin across the
 processes and gather the results in the original order; each batch keeps the seed it has in a
-single-process run, so the synthetic data and scores equal a single-process run's. Training runs
+single-process run, so the synthetic data and scores equal a single-process run's. Evaluation
+splits its examples the same way and computes the metrics from all of them. Training runs
 data-parallel (DDP) through `accelerate.Accelerator`. Every process computes the same artifacts;
 they are written atomically, and the adapter and checkpoints only by the main process.
 Without a launcher (WORLD_SIZE unset or 1) nothing here creates a process group.
@@ -70,3 +71,16 @@ def map_batches(batches: Sequence[Item], run: Callable[[int, Item], Any]) -> lis
     gathered = gather_object(mine)
     by_number = dict(gathered)
     return [by_number[n] for n in range(len(batches))]
+
+
+def map_shards(items: Sequence[Item], run: Callable[[list[Item]], list[Any]]) -> list[Any]:
+    """`run` on every process's share of `items` (every world_size-th one); results in order."""
+    size = world_size()
+    if size <= 1:
+        return run(list(items))
+    from accelerate.utils import gather_object
+
+    mine = list(range(rank(), len(items), size))
+    results = run([items[i] for i in mine]) if mine else []
+    by_index = dict(gather_object(list(zip(mine, results, strict=True))))
+    return [by_index[i] for i in range(len(items))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from titok.data import Example
+from titok.distributed import map_shards, rank, world_size
 from titok.prompts import PLAIN_TEMPLATE, PromptFormat
 from titok.tasks import TaskSpec
 
@@ -100,12 +102,44 @@ def evaluate_model(
     batch_size: int = 16,
     max_new_tokens: int = 32,
 ) -> EvalResult:
-    """Greedy answers to each example, scored by the harness; per-example predictions kept."""
+    """Greedy answers to each example, scored by the harness; per-example predictions kept.
+
+    Under several processes each evaluates its share of the examples; the per-example scores are
+    gathered in order and the metrics computed from all of them.
+    """
+    config_holder: dict = {}
+
+    def run(share: list[Example]) -> list[dict]:
+        predictions, config_holder["metric"] = _harness_predictions(
+            model, tokenizer, fmt, task, share, work_dir, batch_size, max_new_tokens
+        )
+        return predictions
+
+    predictions = map_shards(list(examples), run)
+    names, chosen = config_holder["metric"]
+    metric = names[0]
+    metrics = {name: mean_stderr([p[name] for p in predictions]) for name in names}
+    value, stderr = metrics[metric]
+    return EvalResult(value, stderr, len(predictions), predictions, f"{metric},{chosen}", metrics)
+
+
+def _harness_predictions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: PromptFormat,
+    task: TaskSpec,
+    examples: Sequence[Example],
+    work_dir: Path,
+    batch_size: int,
+    max_new_tokens: int,
+) -> tuple[list[dict], tuple[list[str], str]]:
+    """lm-eval's per-example outputs and scores on `examples`; the metric names and filter."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    data_file = work_dir / "eval_split.jsonl"
+    suffix = f".rank{rank()}" if world_size() > 1 else ""
+    data_file = work_dir / f"eval_split{suffix}.jsonl"
     # BBH's harness filters read the task's own field names ("input"), so docs carry both.
     docs = [
         {"query": e.query, "answer": e.answer, "input": e.query, "target": e.answer}
@@ -121,13 +155,20 @@ def evaluate_model(
         add_bos_token=fmt.kind == "plain" and adds_bos,
     )
     config = harness_config(task, data_file, fmt, tokenizer, max_new_tokens)
-    output = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=[config],
-        apply_chat_template=fmt.kind == "chat-template",
-        log_samples=True,
-        verbosity="ERROR",
-    )
+    # titok shares the examples out itself; the harness returns results only where LOCAL_RANK is
+    # 0 (its tensor-parallel rule), so each process presents itself as a single local process.
+    local_rank = os.environ.pop("LOCAL_RANK", None)
+    try:
+        output = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[config],
+            apply_chat_template=fmt.kind == "chat-template",
+            log_samples=True,
+            verbosity="ERROR",
+        )
+    finally:
+        if local_rank is not None:
+            os.environ["LOCAL_RANK"] = local_rank
     samples = output["samples"][config["task"]]
     chosen = _pick_filter(samples)
     names = [m["metric"] for m in config["metric_list"]] or ["exact_match"]
@@ -145,6 +186,4 @@ def evaluate_model(
             (s for s in samples if s.get("filter", chosen) == chosen), key=lambda s: s["doc_id"]
         )
     ]
-    metrics = {name: mean_stderr([p[name] for p in predictions]) for name in names}
-    value, stderr = metrics[metric]
-    return EvalResult(value, stderr, len(predictions), predictions, f"{metric},{chosen}", metrics)
+    return predictions, (names, chosen)

@@ -9,6 +9,7 @@ from pathlib import Path
 from peft import PeftModel
 
 from titok.data import split as split_examples
+from titok.distributed import is_main
 from titok.errors import ConfigError
 from titok.evaluate import EvalResult, evaluate_model
 from titok.models import load_model, load_tokenizer
@@ -45,6 +46,8 @@ def run_eval(
     result = evaluate_model(
         model, tokenizer, fmt, task, examples, folder, max_new_tokens=max_new_tokens
     )
+    if not is_main():  # every process holds the gathered result; one writes it
+        return result, folder
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "predictions.jsonl", "w", encoding="utf-8") as handle:
         for prediction in result.predictions:
