@@ -12,7 +12,7 @@ import yaml
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from tests.test_pipeline import TINY
+from tests.test_pipeline import TINY, tiny_settings
 
 ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl")
 
@@ -20,11 +20,7 @@ ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl"
 @pytest.mark.slow
 def test_two_processes_give_the_single_process_data(tiny_models, tmp_path):
     settings = {
-        "source_base": str(tiny_models["source"]),
-        "source_adapter": str(tiny_models["adapter"]),
-        "target_base": str(tiny_models["target"]),
-        "seeds": str(tiny_models["seeds"]),
-        **TINY,
+        **tiny_settings(tiny_models),
         "synth": {**TINY["synth"], "batch_size": 4},  # several batches to share out
     }
     config = tmp_path / "config.yaml"

@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from tests.common import smol_tokenizer
-from tests.test_pipeline import TINY, make_run
+from tests.test_pipeline import TINY, make_run, tiny_settings
 from titok.config import TrainConfig
 from titok.rundir import TEMP_PREFIX
 from titok.train import Checkpoints, TrainExample, TrainingError, train_lora
@@ -56,11 +56,7 @@ def adapter_weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_killed_runs_resume_to_the_uninterrupted_result(tiny_models, tmp_path):
     settings = {
-        "source_base": str(tiny_models["source"]),
-        "source_adapter": str(tiny_models["adapter"]),
-        "target_base": str(tiny_models["target"]),
-        "seeds": str(tiny_models["seeds"]),
-        **TINY,
+        **tiny_settings(tiny_models),
         "train": {**TINY["train"], "epochs": 2, "checkpoint_every": 1},
     }
     config = tmp_path / "config.yaml"

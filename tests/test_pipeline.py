@@ -23,14 +23,19 @@ TINY = {
 }
 
 
-def make_run(models: dict[str, Path], out: Path, **changes) -> Run:
-    settings = {
+def tiny_settings(models: dict[str, Path]) -> dict:
+    """A transplant of the tiny models with the TINY sizes, as a settings dict."""
+    return {
         "source_base": str(models["source"]),
         "source_adapter": str(models["adapter"]),
         "target_base": str(models["target"]),
         "seeds": str(models["seeds"]),
         **TINY,
     }
+
+
+def make_run(models: dict[str, Path], out: Path, **changes) -> Run:
+    settings = tiny_settings(models)
     for key, value in changes.items():
         section, _, name = key.partition("__")
         if name:

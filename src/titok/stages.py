@@ -92,9 +92,10 @@ SYNTH = Stage(
 
 
 # -- score --------------------------------------------------------------------------------------
-def score_body(run: Run) -> dict[str, Any]:
-    rows = run.run_dir.read_jsonl("synthetic.jsonl", "synth")
-    samples = [Example(r["query"], r["answer"]) for r in rows]
+def expert_excess(
+    run: Run, samples: list[Example]
+) -> tuple[list[tuple[list[int], list[int]]], list[np.ndarray]]:
+    """The samples as the expert sees them (prompt ids, answer ids) and each answer's excess."""
     pairs = excess.scored_sequences(run.source_tokenizer, run.source_format, samples)
     scores = excess.contrastive_excess(
         run.expert,
@@ -103,6 +104,12 @@ def score_body(run: Run) -> dict[str, Any]:
         batch_size=run.config.score.batch_size,
         chunk_tokens=run.config.score.chunk_tokens,
     )
+    return pairs, scores
+
+
+def score_body(run: Run) -> dict[str, Any]:
+    rows = run.run_dir.read_jsonl("synthetic.jsonl", "synth")
+    pairs, scores = expert_excess(run, [Example(r["query"], r["answer"]) for r in rows])
     n_end = len(run.source_format.end_ids)
     for row, (_, answer_ids), values in zip(rows, pairs, scores, strict=True):
         row.update(

@@ -15,26 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from titok import excess
 from titok.config import TransplantConfig
 from titok.data import Example, read_seeds
 from titok.methods import Method
 from titok.methods.kd import TEACHER, TRAIN_KD
 from titok.pipeline import Run, Stage
-from titok.stages import ALIGN, SCORE, SELECT, expert_writer, synth_settings, write_samples
+from titok.stages import (
+    ALIGN,
+    SCORE,
+    SELECT,
+    expert_excess,
+    expert_writer,
+    synth_settings,
+    write_samples,
+)
 from titok.synth import answer_all, generate_queries
 
 
 def log_ppl_ratio(run: Run, samples: list[Example]) -> np.ndarray:
     """log(PPL under the source base ÷ PPL under the expert) of each expert answer."""
-    pairs = excess.scored_sequences(run.source_tokenizer, run.source_format, samples)
-    scores = excess.contrastive_excess(
-        run.expert,
-        pairs,
-        pad_id=run.source_tokenizer.pad_token_id,
-        batch_size=run.config.score.batch_size,
-        chunk_tokens=run.config.score.chunk_tokens,
-    )
+    _, scores = expert_excess(run, samples)
     return np.asarray([float(np.mean(s)) for s in scores])
 
 
