@@ -6,6 +6,8 @@ The tokenizers come from the bundled GGUF files, converted once into titok's cac
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -94,3 +96,19 @@ SEEDS = [
 def write_seeds(path: Path, rows: list[dict] | None = None) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows or SEEDS))
     return path
+
+
+def run_titok(
+    *args: str, processes: int = 1, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run the `titok` CLI in a fresh process, or in `processes` processes under torchrun."""
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+    return subprocess.run(
+        [*launcher, "-m", "titok", "-q", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

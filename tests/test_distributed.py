@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import yaml
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
+from tests.common import run_titok
 from tests.test_pipeline import TINY, tiny_settings
 
 ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl")
@@ -27,29 +26,10 @@ def test_two_processes_give_the_single_process_data(tiny_models, tmp_path):
     config.write_text(yaml.safe_dump(settings))
     # torchrun gives each process one thread; so does the single run, for bit-equal arithmetic.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    titok = [sys.executable, "-m", "titok", "-q", "transplant", "--config", str(config)]
-    single = subprocess.run(
-        [*titok, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True
-    )
+    transplant = ("transplant", "--config", str(config), "--out")
+    single = run_titok(*transplant, str(tmp_path / "one"), env=env)
     assert single.returncode == 0, single.stderr[-3000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    launched = subprocess.run(
-        [
-            *torchrun,
-            "-m",
-            "titok",
-            "-q",
-            "transplant",
-            "--config",
-            str(config),
-            "--out",
-            str(tmp_path / "two"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    launched = run_titok(*transplant, str(tmp_path / "two"), processes=2, env=env)
     assert launched.returncode == 0, launched.stderr[-3000:]
     for name in ARTIFACTS:
         one, two = tmp_path / "one" / name, tmp_path / "two" / name
@@ -69,29 +49,11 @@ def test_two_processes_evaluate_like_one(tiny_models, tmp_path):
     task = tmp_path / "task.jsonl"
     task.write_text("".join(json.dumps(row) + "\n" for row in rows))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    evaluate = [
-        "-m",
-        "titok",
-        "-q",
-        "eval",
-        "--model",
-        str(tiny_models["target"]),
-        "--task",
-        f"jsonl:{task}",
-        "--split",
-        "all",
-        "--max-new-tokens",
-        "4",
-        "--out",
-    ]
-    single = subprocess.run(
-        [sys.executable, *evaluate, str(tmp_path / "one")], env=env, capture_output=True, text=True
-    )
+    evaluate = ["eval", "--model", str(tiny_models["target"]), "--task", f"jsonl:{task}"]
+    evaluate += ["--split", "all", "--max-new-tokens", "4", "--out"]
+    single = run_titok(*evaluate, str(tmp_path / "one"), env=env)
     assert single.returncode == 0, single.stderr[-3000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    launched = subprocess.run(
-        [*torchrun, *evaluate, str(tmp_path / "two")], env=env, capture_output=True, text=True
-    )
+    launched = run_titok(*evaluate, str(tmp_path / "two"), processes=2, env=env)
     assert launched.returncode == 0, launched.stderr[-3000:]
     one = (tmp_path / "one" / "predictions.jsonl").read_text()
     assert one == (tmp_path / "two" / "predictions.jsonl").read_text()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.common import smol_tokenizer
+from tests.common import run_titok, smol_tokenizer
 from tests.test_pipeline import TINY, make_run, tiny_settings
 from titok.config import TrainConfig
 from titok.rundir import TEMP_PREFIX
@@ -28,23 +26,7 @@ def transplant(config: Path, out: Path, failpoint: str | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k != "TITOK_FAILPOINT"}
     if failpoint:
         env["TITOK_FAILPOINT"] = failpoint
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "titok",
-            "-q",
-            "transplant",
-            "--config",
-            str(config),
-            "--out",
-            str(out),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_titok("transplant", "--config", str(config), "--out", str(out), env=env)
     if done.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(done.stderr)
     return done.returncode

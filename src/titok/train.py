@@ -313,7 +313,12 @@ def train_lora(
         raise TrainingError("no training example has a selected token; nothing to learn from")
     torch.manual_seed(seed)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        no_reentrant = {"use_reentrant": False}
+        # transformers 5.x renamed it and warns on the old name; 4.x has only the old one.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=no_reentrant)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, lora_config(config))
 
