@@ -352,8 +352,12 @@ def markdown_table(cells: list[dict[str, Any]], columns: list[str], methods: lis
 
 
 def k_sweep_chart(cells: list[dict[str, Any]], base_k: float, path: Path) -> bool:
-    """Accuracy against k, one line per task, from the `titok` and `titok:k=…` columns."""
-    points: dict[str, dict[float, float]] = {}
+    """Accuracy against k, one line per task, from the `titok` and `titok:k=…` columns.
+
+    Error bars are one standard error and the axis spans 0–1, so that 1 of 25 examples does not
+    look like a trend.
+    """
+    points: dict[str, dict[float, tuple[float, float]]] = {}
     for cell in cells:
         if cell["status"] != "done":
             continue
@@ -363,7 +367,7 @@ def k_sweep_chart(cells: list[dict[str, Any]], base_k: float, path: Path) -> boo
             k = float(cell["column"].split("=", 1)[1])
         else:
             continue
-        points.setdefault(cell["task"], {})[k] = cell["value"]
+        points.setdefault(cell["task"], {})[k] = (cell["value"], cell.get("stderr") or 0.0)
     if not any(len(p) > 1 for p in points.values()):
         return False
     import matplotlib
@@ -374,9 +378,11 @@ def k_sweep_chart(cells: list[dict[str, Any]], base_k: float, path: Path) -> boo
     figure, axes = plt.subplots(figsize=(6, 4))
     for task, by_k in points.items():
         ks = sorted(by_k)
-        axes.plot(ks, [by_k[k] for k in ks], marker="o", label=task)
+        values, errors = zip(*(by_k[k] for k in ks), strict=True)
+        axes.errorbar(ks, values, yerr=errors, marker="o", capsize=3, label=task)
     axes.set_xlabel("k (share of answer tokens trained)")
     axes.set_ylabel("accuracy (zero-shot, greedy)")
+    axes.set_ylim(0, 1)
     axes.set_title("TiTok: token selection k")
     axes.legend(fontsize=8)
     figure.tight_layout()
