@@ -23,10 +23,12 @@ def evaluate_tiny(folder, task, examples, work, max_new_tokens):
 
 
 @pytest.mark.parametrize("model_key", ["source", "target"])
-def test_tiny_model_evaluates_through_the_harness(tiny_models, tmp_path, model_key):
+def test_tiny_model_evaluates_through_the_harness(tiny_models, tmp_path, model_key, capsys):
     task = resolve_task("bbh:boolean_expressions")
     assert any(f["name"] == "flexible-extract" for f in task.harness["filter_list"])
     result = evaluate_tiny(tiny_models[model_key], task, task.examples[:4], tmp_path, 4)
+    # stderr is not a terminal here: the harness's progress bar stays out of the log.
+    assert "Running generate_until" not in capsys.readouterr().err
     assert result.n == 4 and len(result.predictions) == 4
     assert result.metric == "exact_match,flexible-extract"
     assert result.accuracy == sum(p["correct"] for p in result.predictions) / 4

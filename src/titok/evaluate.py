@@ -7,10 +7,12 @@ template for the others, exactly as the model was prompted in training.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +156,8 @@ def _harness_predictions(
         batch_size=batch_size,
         add_bos_token=fmt.kind == "plain" and adds_bos,
     )
+    if not sys.stderr.isatty():  # the harness's bar skips tqdm's terminal check: keep logs clean
+        lm.generate_until = functools.partial(lm.generate_until, disable_tqdm=True)
     config = harness_config(task, data_file, fmt, tokenizer, max_new_tokens)
     # titok shares the examples out itself; the harness returns results only where LOCAL_RANK is
     # 0 (its tensor-parallel rule), so each process presents itself as a single local process.
