@@ -21,7 +21,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from titok.data import Example
-from titok.distributed import map_shards, rank, world_size
+from titok.distributed import is_main, map_shards, rank, world_size
 from titok.prompts import PLAIN_TEMPLATE, PromptFormat
 from titok.tasks import TaskSpec
 
@@ -156,7 +156,9 @@ def _harness_predictions(
         batch_size=batch_size,
         add_bos_token=fmt.kind == "plain" and adds_bos,
     )
-    if not sys.stderr.isatty():  # the harness's bar skips tqdm's terminal check: keep logs clean
+    # The harness's bar skips tqdm's terminal check: like titok's own bars, it shows only on a
+    # terminal, and only in the main process.
+    if not (sys.stderr.isatty() and is_main()):
         lm.generate_until = functools.partial(lm.generate_until, disable_tqdm=True)
     config = harness_config(task, data_file, fmt, tokenizer, max_new_tokens)
     # titok shares the examples out itself; the harness returns results only where LOCAL_RANK is
