@@ -21,7 +21,8 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from titok.data import Example
-from titok.distributed import is_main, map_shards, rank, world_size
+from titok.distributed import map_shards, rank, world_size
+from titok.generation import quiet
 from titok.prompts import PLAIN_TEMPLATE, PromptFormat
 from titok.tasks import TaskSpec
 
@@ -156,9 +157,9 @@ def _harness_predictions(
         batch_size=batch_size,
         add_bos_token=fmt.kind == "plain" and adds_bos,
     )
-    # The harness's bar skips tqdm's terminal check: like titok's own bars, it shows only on a
-    # terminal, and only in the main process.
-    if not (sys.stderr.isatty() and is_main()):
+    # titok's bars pass `quiet()` to tqdm (None: a terminal decides); the harness takes only a
+    # bool, so the terminal check is made here.
+    if quiet() or not sys.stderr.isatty():
         lm.generate_until = functools.partial(lm.generate_until, disable_tqdm=True)
     config = harness_config(task, data_file, fmt, tokenizer, max_new_tokens)
     # titok shares the examples out itself; the harness returns results only where LOCAL_RANK is
