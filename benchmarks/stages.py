@@ -1,11 +1,21 @@
-"""Stage throughput and memory on the bundled models, at 1 and 2 processes.
+"""Stage throughput and memory on the bundled models, per dtype, against this CPU's roofline.
 
-    python benchmarks/stages.py [--processes 1,2] [--models smollm2-135m,gemma3-270m]
+    python benchmarks/stages.py [--processes 1,2] [--model smollm2-135m,gemma3-270m]
+                                [--dtypes float32,bfloat16]
 
-Prints, per model: tokens/s of generation (sampling, batch 16, 32 new tokens), scoring (the
+First the roofline: the matmul GFLOPS this machine reaches in fp32 and bf16 (measured in this
+run, on all cores: 2048³, a scoring-shaped and a decoding-shaped product). Then, per model, stage
+and dtype: tokens/s of generation (sampling, batch 16, 32 new tokens), scoring (the
 contrastive-excess pass: 16 answers of 256 tokens, batch 8) and LoRA training (batch 4 × 128
-tokens), each with the peak resident memory of one process; then the peak memory of scoring
-long answers (512 tokens, batch 8) with and without chunking of the output layer.
+tokens), the useful GFLOPS and their share of the roofline (the 2048³ matmul of that dtype),
+and the peak resident memory of one process; the bf16 speed-up over fp32 closes each row pair.
+Then the peak memory of scoring long answers (512 tokens, batch 8) with and without chunking.
+
+Useful FLOPs are counted as 2 × parameters per token for a forward pass (generation counts its
+new tokens, scoring its answer tokens) and 4 × parameters per trained token (forward, and the
+backward pass through the frozen weights to the LoRA; the LoRA's own weight gradients are
+negligible). Parameters are every weight of the model, a tied embedding counted once, as the
+output layer it is. Prompt tokens (prefill) are work not counted, so the fractions are a floor.
 Every measurement runs in its own process (`--measure`, under torchrun for 2 processes), so
 peaks do not leak from one to the next. Throughput at 2 processes counts both processes' tokens.
 """
@@ -38,7 +48,31 @@ def prompt_ids(tokenizer, n: int, length: int) -> list[list[int]]:
     return [ids[i : i + length] for i in range(n)]
 
 
-def measure(kind: str, model_name: str, chunk: int) -> dict:
+MATMULS = {  # name: (m, k, n)
+    "2048 × 2048 × 2048": (2048, 2048, 2048),
+    "512 × 640 × 2048 (scoring/training shaped)": (512, 640, 2048),
+    "16 × 640 × 32768 (decoding shaped)": (16, 640, 32768),
+}
+FLOPS_PER_TOKEN = {"generation": 2, "scoring": 2, "long-scoring": 2, "training": 4}
+
+
+def matmul_gflops(shape: tuple[int, int, int], dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """The best GFLOPS of `a @ b` at this shape and dtype over about `seconds` of repeats."""
+    m, k, n = shape
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    for _ in range(3):  # warm-up: kernel selection, page faults
+        a @ b
+    best, spent = 0.0, 0.0
+    while spent < seconds:
+        started = time.perf_counter()
+        a @ b
+        took = time.perf_counter() - started
+        spent += took
+        best = max(best, 2 * m * k * n / took / 1e9)
+    return best
+
+
+def measure(kind: str, model_name: str, chunk: int, dtype: str = "float32") -> dict:
     from titok import distributed
     from titok.config import TrainConfig
     from titok.generation import generate
@@ -47,7 +81,8 @@ def measure(kind: str, model_name: str, chunk: int) -> dict:
     from titok.train import TrainExample, train_lora
 
     tokenizer = load_tokenizer(model_name)
-    model = load_model(model_name)
+    model = load_model(model_name, dtype=dtype)
+    parameters = sum(p.numel() for p in model.parameters())  # a tied embedding counts once
     pad = tokenizer.pad_token_id
     distributed.wait_for_everyone()
     started = time.perf_counter()
@@ -79,11 +114,11 @@ def measure(kind: str, model_name: str, chunk: int) -> dict:
         tokens = t["batch"] * t["tokens"] * t["steps"] / distributed.world_size()
     distributed.wait_for_everyone()
     seconds = time.perf_counter() - started
-    return {"tokens": tokens, "seconds": seconds, "peak_mb": peak_mb()}
+    return {"tokens": tokens, "seconds": seconds, "peak_mb": peak_mb(), "parameters": parameters}
 
 
-def launch(kind: str, model: str, processes: int, chunk: int = 128) -> dict:
-    args = ["--measure", kind, "--model", model, "--chunk", str(chunk)]
+def launch(kind: str, model: str, processes: int, chunk: int = 128, dtype: str = "float32") -> dict:
+    args = ["--measure", kind, "--model", model, "--chunk", str(chunk), "--dtypes", dtype]
     script = os.path.abspath(__file__)
     if processes == 1:
         command = [sys.executable, script, *args]
@@ -105,6 +140,7 @@ def launch(kind: str, model: str, processes: int, chunk: int = 128) -> dict:
         "tokens": sum(r["tokens"] for r in rows),
         "seconds": max(r["seconds"] for r in rows),
         "peak_mb": max(r["peak_mb"] for r in rows),
+        "parameters": rows[0]["parameters"],
     }
 
 
@@ -114,27 +150,51 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m,gemma3-270m")
     parser.add_argument("--chunk", type=int, default=128)
     parser.add_argument("--processes", default="1,2")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
     args = parser.parse_args()
     if args.measure:  # one measurement, in this process (and its torchrun siblings)
-        result = measure(args.measure, args.model, args.chunk)
+        result = measure(args.measure, args.model, args.chunk, args.dtypes)
         print(json.dumps({**result, "rank": int(os.environ.get("RANK", 0))}), flush=True)
         return
     counts = [int(p) for p in args.processes.split(",")]
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores\n")
-    print("| model | stage | processes | tokens/s | peak memory per process (MB) |")
-    print("|---|---|---:|---:|---:|")
+    dtypes = args.dtypes.split(",")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores\n")
+    print("| matmul | " + " | ".join(f"{d} GFLOPS" for d in dtypes) + " |")
+    print("|---|" + "---:|" * len(dtypes))
+    roofline: dict[str, float] = {}
+    for name, shape in MATMULS.items():
+        rates = [matmul_gflops(shape, getattr(torch, d)) for d in dtypes]
+        for d, rate in zip(dtypes, rates, strict=True):
+            roofline.setdefault(d, rate)  # the first (2048³) is the roofline
+        print(f"| {name} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
+    print(
+        "\n| model | stage | processes | dtype | tokens/s | useful GFLOPS | of roofline "
+        "| peak memory per process (MB) | speed-up |"
+    )
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
     for model in args.model.split(","):
         for kind in ("generation", "scoring", "training"):
             for processes in counts:
-                r = launch(kind, model, processes)
-                rate = r["tokens"] / r["seconds"]
-                print(f"| {model} | {kind} | {processes} | {rate:,.0f} | {r['peak_mb']:,.0f} |")
-    print("\n| model | scoring 8 × 512 answer tokens | peak memory (MB) | seconds |")
-    print("|---|---|---:|---:|")
+                first_rate = None
+                for dtype in dtypes:
+                    r = launch(kind, model, processes, dtype=dtype)
+                    rate = r["tokens"] / r["seconds"]
+                    useful = FLOPS_PER_TOKEN[kind] * r["parameters"] * rate / 1e9
+                    first_rate = first_rate or rate
+                    share = useful / roofline[dtype]  # the whole machine's, at any process count
+                    print(
+                        f"| {model} | {kind} | {processes} | {dtype} | {rate:,.0f} | "
+                        f"{useful:,.1f} | {share:.1%} | {r['peak_mb']:,.0f} | "
+                        f"{rate / first_rate:.2f}× |",
+                        flush=True,
+                    )
+    print("\n| model | dtype | scoring 8 × 512 answer tokens | peak memory (MB) | seconds |")
+    print("|---|---|---|---:|---:|")
     for model in args.model.split(","):
-        for label, chunk in (("chunked (128 positions)", 128), ("whole batch (chunk 0)", 0)):
-            r = launch("long-scoring", model, 1, chunk)
-            print(f"| {model} | {label} | {r['peak_mb']:,.0f} | {r['seconds']:.1f} |")
+        for dtype in dtypes:
+            for label, chunk in (("chunked (128 positions)", 128), ("whole batch (chunk 0)", 0)):
+                r = launch("long-scoring", model, 1, chunk, dtype)
+                print(f"| {model} | {dtype} | {label} | {r['peak_mb']:,.0f} | {r['seconds']:.1f} |")
 
 
 if __name__ == "__main__":

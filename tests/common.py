@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -101,14 +102,34 @@ def write_seeds(path: Path, rows: list[dict] | None = None) -> Path:
 def run_titok(
     *args: str, processes: int = 1, env: dict[str, str] | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `titok` CLI in a fresh process, or in `processes` processes under torchrun."""
+    """Run the `titok` CLI in a fresh process, or in `processes` processes under torchrun.
+
+    Under torchrun each process's stderr goes to its own file, and the result's `stderr` is the
+    launcher's followed by every rank's, labelled, so a failure message shows each rank's error.
+    """
     launcher = [sys.executable]
-    if processes > 1:
-        launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
-    return subprocess.run(
-        [*launcher, "-m", "titok", "-q", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    with tempfile.TemporaryDirectory(prefix="titok-ranks-") as logs:
+        if processes > 1:
+            launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+            launcher += ["--log-dir", logs, "--redirects", "2"]
+        result = subprocess.run(
+            [*launcher, "-m", "titok", "-q", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        for rank_log in sorted(Path(logs).rglob("stderr.log")):
+            rank = rank_log.parent.name
+            result.stderr += f"\n--- rank {rank} stderr ---\n{rank_log.read_text()}"
+    return result
+
+
+def failure(result: subprocess.CompletedProcess[str], tail: int = 4000) -> str:
+    """What a failed `run_titok` printed: the end of the launcher's and of every rank's stderr."""
+    parts = result.stderr.split("\n--- rank ")
+    shown = [parts[0][-tail:]]
+    for part in parts[1:]:
+        label, _, text = part.partition("\n")
+        shown.append(f"--- rank {label}\n{text[-tail:]}")
+    return f"exit status {result.returncode}\n" + "\n".join(shown)

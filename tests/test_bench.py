@@ -43,12 +43,12 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch):
 
     real_training = titok.bench.train_on_examples
 
-    def expert_or_train(model_spec, examples, config, seed, folder):
+    def expert_or_train(model_spec, examples, config, seed, folder, dtype="auto"):
         # A tiny random model trained for a few steps answers with special tokens only; the
         # fixture's random LoRA keeps the tiny expert writing text, which the bench needs.
         if model_spec == str(tiny_models["source"]):
             return tiny_models["adapter"]
-        return real_training(model_spec, examples, config, seed, folder)
+        return real_training(model_spec, examples, config, seed, folder, dtype)
 
     monkeypatch.setattr(titok.bench, "train_on_examples", expert_or_train)
     bench = Bench(tiny_settings(tiny_models, tmp_path / "bench"))

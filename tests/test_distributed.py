@@ -10,7 +10,7 @@ import yaml
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from tests.common import run_titok
+from tests.common import failure, run_titok
 from tests.test_pipeline import TINY, tiny_settings
 
 ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl")
@@ -28,9 +28,9 @@ def test_two_processes_give_the_single_process_data(tiny_models, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     transplant = ("transplant", "--config", str(config), "--out")
     single = run_titok(*transplant, str(tmp_path / "one"), env=env)
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert single.returncode == 0, failure(single)
     launched = run_titok(*transplant, str(tmp_path / "two"), processes=2, env=env)
-    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.returncode == 0, failure(launched)
     for name in ARTIFACTS:
         one, two = tmp_path / "one" / name, tmp_path / "two" / name
         assert one.read_bytes() == two.read_bytes(), name
@@ -52,9 +52,35 @@ def test_two_processes_evaluate_like_one(tiny_models, tmp_path):
     evaluate = ["eval", "--model", str(tiny_models["target"]), "--task", f"jsonl:{task}"]
     evaluate += ["--split", "all", "--max-new-tokens", "4", "--out"]
     single = run_titok(*evaluate, str(tmp_path / "one"), env=env)
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert single.returncode == 0, failure(single)
     launched = run_titok(*evaluate, str(tmp_path / "two"), processes=2, env=env)
-    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.returncode == 0, failure(launched)
     one = (tmp_path / "one" / "predictions.jsonl").read_text()
     assert one == (tmp_path / "two" / "predictions.jsonl").read_text()
     assert len(one.splitlines()) == 9
+
+
+@pytest.mark.slow
+def test_an_error_in_one_process_is_reported_once_and_every_process_exits_2(tiny_models, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(tiny_settings(tiny_models)))
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TITOK_FAILPOINT": "after-score",
+        "TITOK_FAILPOINT_MODE": "error",
+        "TITOK_FAILPOINT_RANK": "1",
+    }
+    launched = run_titok(
+        "transplant", "--config", str(config), "--out", str(tmp_path / "two"), processes=2, env=env
+    )
+    ranks = launched.stderr.split("\n--- rank ")[1:]
+    assert len(ranks) == 2, failure(launched)
+    by_rank = {part.partition(" ")[0]: part for part in ranks}
+    message = "error (process 1 of 2): injected failure at fail point 'after-score'"
+    assert message in " ".join(by_rank["1"].split()), failure(launched)
+    for part in ranks:  # the one message, and no traceback from the process that lost its peer
+        assert "Traceback" not in part and "Connection closed" not in part, failure(launched)
+    assert "error (process 0" not in by_rank["0"], failure(launched)
+    # torchrun's summary lists each failed process with its exit status
+    assert launched.stderr.count("exitcode  : 2") == 2, failure(launched)

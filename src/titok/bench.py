@@ -25,10 +25,12 @@ from peft import PeftModel
 from titok import __version__
 from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig, merge
 from titok.data import pick_seeds, split, write_jsonl
+from titok.distributed import device
 from titok.evaluate import evaluate_model
 from titok.finetune import train_on_examples
 from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
+from titok.precision import DtypeSetting, dtype_name, resolve_dtype
 from titok.prompts import prompt_format
 from titok.provenance import git_commit
 from titok.rundir import RunDir, fingerprint
@@ -83,6 +85,7 @@ class BenchSettings:
     seed: int = 0
     max_new_tokens: int = 32
     data_dir: Path | None = None
+    dtype: DtypeSetting = "auto"
     synth: SynthConfig = field(
         default_factory=lambda: SynthConfig(
             query_prompt="continue", diversity_filter="dedup", max_answer_tokens=64
@@ -134,6 +137,8 @@ class Bench:
             s.seed,
             s.max_new_tokens,
             s.real_train.result_settings(),
+            # fp32 cells keep the keys they had before the dtype setting existed
+            *([] if (dtype := self.dtype_name()) == "float32" else [dtype]),
         )
         variant = next((v for v in self.variants() if v.name == column), None)
         extra = (
@@ -149,6 +154,10 @@ class Bench:
             else ()
         )
         return fingerprint("bench-cell", __version__, *shared, *extra)
+
+    def dtype_name(self) -> str:
+        """The dtype this machine runs the bench in (the `dtype` setting resolved)."""
+        return dtype_name(resolve_dtype(self.settings.dtype, device()))
 
     def run_cell(
         self, task: str, column: str, compute: Callable[[], dict[str, Any]]
@@ -192,7 +201,7 @@ class Bench:
         ) -> dict[str, Any]:
             tokenizer = load_tokenizer(model_spec)
             fmt = prompt_format(tokenizer, model_spec)
-            model = load_model(model_spec)
+            model = load_model(model_spec, dtype=s.dtype)
             if adapter is not None:
                 model = PeftModel.from_pretrained(model, str(adapter())).eval()
             work = folder / "eval" / slug(column)
@@ -210,12 +219,12 @@ class Bench:
 
         def expert() -> Path:
             return train_on_examples(
-                s.source, train, s.real_train, s.seed, folder / "source_expert"
+                s.source, train, s.real_train, s.seed, folder / "source_expert", s.dtype
             )
 
         def ceiling() -> Path:
             return train_on_examples(
-                s.target, train, s.real_train, s.seed, folder / "target_ceiling"
+                s.target, train, s.real_train, s.seed, folder / "target_ceiling", s.dtype
             )
 
         self.run_cell(task_name, "source base", lambda: evaluate(s.source, None, "source base"))
@@ -259,6 +268,7 @@ class Bench:
             seeds=str(seeds),
             method=variant.method,
             seed=s.seed,
+            dtype=s.dtype,
             synth=s.synth,
             select=SelectConfig(m=s.m, k=s.k),
             train=s.transplant_train,

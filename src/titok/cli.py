@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +27,13 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory made by `titok transplant`.")]
+DtypeOption = Annotated[
+    str,
+    typer.Option(
+        help="Compute dtype: auto (bf16 where the hardware is fast at it, else fp32), "
+        "float32 or bfloat16."
+    ),
+]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Redo the stage even if it is up to date.")
 ]
@@ -143,6 +151,10 @@ def transplant(
         float | None, typer.Option(help="KD methods: weight of the KL term (kd.kl_weight).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="Compute dtype: auto (default), float32 or bfloat16 (setting dtype)."),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings; flags override it.")] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a run directory made for another transplant.")
@@ -161,6 +173,7 @@ def transplant(
         "queries": queries,
         "method": method,
         "seed": seed,
+        "dtype": dtype,
         "select": {"k": k, "m": m, "rank_by": rank_by},
         "synth": {"pool_factor": pool_factor, "query_writer": query_writer},
         "kd": {"kl_weight": kl_weight},
@@ -189,12 +202,23 @@ def eval_(
         Path | None,
         typer.Option(help="Holds bbh/ and mmlu/ (default $TITOK_DATA or ../shared/data)."),
     ] = None,
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Zero-shot greedy evaluation through lm-evaluation-harness; keeps per-example predictions."""
     from titok.evaluation_run import run_eval
+    from titok.precision import dtype_setting
 
     result, folder = run_eval(
-        model, task, adapter, split, limit, out, seed, max_new_tokens, data_dir
+        model,
+        task,
+        adapter,
+        split,
+        limit,
+        out,
+        seed,
+        max_new_tokens,
+        data_dir,
+        dtype_setting(dtype),
     )
     from titok.distributed import is_main
 
@@ -226,10 +250,12 @@ def bench(
     m: Annotated[int, typer.Option(help="Synthetic samples kept per transplant.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Holds bbh/ and mmlu/.")] = None,
+    dtype: DtypeOption = "auto",
 ) -> None:
     """The comparison table: source base/expert, target vanilla/ceiling, each method."""
     from titok.bench import ALL_METHODS, DEFAULT_TASKS, Bench, BenchSettings, write_report
     from titok.methods import get_method
+    from titok.precision import dtype_setting
 
     chosen = [t.strip() for t in tasks.split(",")] if tasks else list(DEFAULT_TASKS)
     method_names = [n.strip() for n in methods.split(",")] if methods else list(ALL_METHODS)
@@ -245,6 +271,7 @@ def bench(
         m=m,
         seed=seed,
         data_dir=data_dir,
+        dtype=dtype_setting(dtype),
     )
     bench_run = Bench(settings)
     bench_run.run()
@@ -274,12 +301,17 @@ def demo(
     limit: Annotated[
         int | None, typer.Option(help="Evaluate on at most this many test examples.")
     ] = None,
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Train a source LoRA on SmolLM2, transplant it to Gemma-3 with TiTok, evaluate all four."""
     from titok.demo import DemoSettings, format_summary, run_demo
+    from titok.precision import dtype_setting
 
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "demo.log")
-    summary = run_demo(DemoSettings(out=out, m=m, k=k, seed=seed, test_limit=limit))
+    settings = DemoSettings(
+        out=out, m=m, k=k, seed=seed, test_limit=limit, dtype=dtype_setting(dtype)
+    )
+    summary = run_demo(settings)
     print(format_summary(summary))
 
 
@@ -290,17 +322,49 @@ def version() -> None:
 
 
 def main() -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # The launcher stops the other processes with SIGTERM when one fails: they exit with the
+        # same status 2, quietly (the failed one has said why).
+        signal.signal(signal.SIGTERM, _stopped_by_launcher)
     try:
         app(standalone_mode=False)
     except TitokError as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
-        sys.exit(2)
+        _report(str(error))
+        _exit(2)
     except typer.Abort:
-        sys.exit(130)
+        _exit(130)
     except Exception as error:  # click's usage errors
         import click
 
         if isinstance(error, click.ClickException):
             error.show()
-            sys.exit(2)
+            _exit(2)
+        from titok.distributed import lost_a_peer
+
+        if lost_a_peer(error):  # another process failed and said why; this one only stops
+            _report("another process of this launch stopped; its error is above")
+            _exit(2)
         raise
+
+
+def _exit(status: int) -> None:
+    # A SIGTERM from the launcher during interpreter shutdown (when Python has put back the
+    # default handlers) would turn this status into -15: ignore it from here on.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(status)
+
+
+def _stopped_by_launcher(signum: int, frame: object) -> None:
+    _exit(2)
+
+
+def _report(message: str) -> None:
+    """Print an error once per launch, naming the process when there are several."""
+    from titok.distributed import first_to_report, world_size
+
+    if not first_to_report():
+        return
+    # RANK, not the process group's rank: the error may come before the group exists
+    rank = os.environ.get("RANK", "0")
+    where = f" (process {rank} of {world_size()})" if world_size() > 1 else ""
+    console.print(f"[red]error{where}:[/red] {escape(message)}", highlight=False)

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from titok.errors import ConfigError, did_you_mean
+from titok.precision import DtypeSetting
 
 
 class _Settings(BaseModel):
@@ -211,6 +212,12 @@ class TransplantConfig(_Settings):
         False,
         description="Load both bases in 4-bit NF4 (QLoRA-style; the LoRAs stay in higher "
         "precision). Needs a CUDA GPU and the bitsandbytes package.",
+    )
+    dtype: DtypeSetting = Field(
+        "auto",
+        description="Floating-point type the models compute in: 'auto' is bf16 where the hardware "
+        "computes it fast (a bf16 GPU; a CPU with AVX-512 BF16 or AMX) and fp32 elsewhere; "
+        "'float32' or 'bfloat16' forces one. Log-probs, excess and losses are fp32 either way.",
     )
     seed: int = Field(0, description="Random seed for sampling, shuffling and initialisation.")
     synth: SynthConfig = Field(default_factory=SynthConfig)

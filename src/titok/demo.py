@@ -23,6 +23,7 @@ from titok.evaluate import EvalResult, accuracy_stderr, evaluate_model
 from titok.finetune import train_on_examples
 from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
+from titok.precision import DtypeSetting, dtype_name
 from titok.prompts import prompt_format
 from titok.report import build_report
 from titok.rundir import RunDir
@@ -42,6 +43,7 @@ class DemoSettings:
     k: float = 0.7
     seed: int = 0
     test_limit: int | None = None
+    dtype: DtypeSetting = "auto"
 
 
 def demo_task_file() -> Path:
@@ -53,9 +55,12 @@ def demo_task_file() -> Path:
 SOURCE_TRAIN = TrainConfig(r=8, alpha=16, lr=5e-4, epochs=1, batch_size=8, target_modules=None)
 
 
-def train_source_adapter(run_dir: RunDir, train: list[Example], seed: int) -> Path:
+def train_source_adapter(
+    run_dir: RunDir, train: list[Example], seed: int, dtype: DtypeSetting = "auto"
+) -> Path:
     """The user's adapter in a real workflow: a LoRA on the source base trained on the task."""
-    return train_on_examples(SOURCE, train, SOURCE_TRAIN, seed, run_dir.path("source_adapter"))
+    folder = run_dir.path("source_adapter")
+    return train_on_examples(SOURCE, train, SOURCE_TRAIN, seed, folder, dtype)
 
 
 def transplant_config(settings: DemoSettings, adapter: Path, seeds: Path) -> TransplantConfig:
@@ -65,6 +70,7 @@ def transplant_config(settings: DemoSettings, adapter: Path, seeds: Path) -> Tra
         target_base=TARGET,
         seeds=str(seeds),
         seed=settings.seed,
+        dtype=settings.dtype,
         # Rigid format (SPEC §2.1 names boolean_expressions): ROUGE filtering starves generation.
         # A 135M expert answers every chat turn with the task's answer, so it writes queries by
         # continuing the list of seeds instead of being asked for one.
@@ -91,7 +97,7 @@ def evaluate_rows(
     ):
         tokenizer = load_tokenizer(model_name)
         fmt = prompt_format(tokenizer, model_name)
-        model = load_model(model_name)
+        model = load_model(model_name, dtype=settings.dtype)
         work = settings.out / "eval"
         log.info("evaluating %s", rows[0])
         results[rows[0]] = evaluate_model(
@@ -116,7 +122,7 @@ def run_demo(settings: DemoSettings) -> dict:
     write_jsonl(seeds_file, pick_seeds(train, 5, settings.seed))
 
     started = time.perf_counter()
-    adapter = train_source_adapter(run_dir, train, settings.seed)
+    adapter = train_source_adapter(run_dir, train, settings.seed, settings.dtype)
     timings["source LoRA"] = time.perf_counter() - started
 
     run = Run(transplant_config(settings, adapter, seeds_file), RunDir(settings.out / "transplant"))
@@ -136,6 +142,7 @@ def run_demo(settings: DemoSettings) -> dict:
         "task": f"bbh:{DEMO_TASK}",
         "train_examples": len(train),
         "test_examples": len(test),
+        "dtype": dtype_name(run.dtype),
         "results": {
             name: {"accuracy": r.accuracy, "stderr": r.stderr, "n": r.n}
             for name, r in results.items()
@@ -173,7 +180,8 @@ def run_demo(settings: DemoSettings) -> dict:
 def format_summary(summary: dict) -> str:
     lines = [
         f"titok demo: {summary['task']}, {summary['train_examples']} train / "
-        f"{summary['test_examples']} test examples, zero-shot greedy",
+        f"{summary['test_examples']} test examples, zero-shot greedy, "
+        f"{summary.get('dtype', 'float32')}",
         "",
         f"{'model':<20} {'accuracy':>9} {'± stderr':>9}",
     ]

@@ -53,11 +53,53 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def default_dtype() -> torch.dtype:
-    """bf16 where the hardware computes in it, fp32 on CPU."""
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+def main_decides(value: Item) -> Item:
+    """The main process's `value`, on every process.
+
+    A decision read from the run directory (is this stage done?) must be the same everywhere:
+    a process that looks a moment later may already see what the main process has just written.
+    """
+    if world_size() <= 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    holder = [value]
+    broadcast_object_list(holder, from_process=0)
+    return holder[0]
+
+
+def first_to_report() -> bool:
+    """True in the first process of a launch that asks (always, without a launcher).
+
+    A failure is reported once: every process that fails asks, and only the first one prints.
+    The count lives in the launcher's key-value store (torchrun's), which outlives the workers;
+    when it cannot be reached, every failing process reports.
+    """
+    if world_size() <= 1:
+        return True
+    try:
+        from datetime import timedelta
+
+        from torch.distributed import TCPStore
+
+        store = TCPStore(
+            os.environ["MASTER_ADDR"],
+            int(os.environ["MASTER_PORT"]),
+            is_master=False,
+            timeout=timedelta(seconds=10),
+        )
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+        return store.add(f"titok/{run_id}/failures-reported", 1) == 1
+    except Exception:  # no store to ask: better twice than never
+        return True
+
+
+def lost_a_peer(error: BaseException) -> bool:
+    """True for the error a process gets when another process of the launch has stopped."""
+    text = str(error)
+    return world_size() > 1 and any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer")
+    )
 
 
 def map_batches(batches: Sequence[Item], run: Callable[[int, Item], Any]) -> list[Any]:

@@ -13,6 +13,7 @@ from titok.distributed import is_main
 from titok.errors import ConfigError
 from titok.evaluate import EvalResult, evaluate_model
 from titok.models import load_model, load_tokenizer
+from titok.precision import DtypeSetting, dtype_name
 from titok.prompts import prompt_format
 from titok.tasks import resolve_task
 
@@ -29,6 +30,7 @@ def run_eval(
     seed: int = 0,
     max_new_tokens: int = 32,
     data_dir: Path | None = None,
+    dtype: DtypeSetting = "auto",
 ) -> tuple[EvalResult, Path]:
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
@@ -40,7 +42,7 @@ def run_eval(
     )
     tokenizer = load_tokenizer(model_spec)
     fmt = prompt_format(tokenizer, model_spec)
-    model = load_model(model_spec)
+    model = load_model(model_spec, dtype=dtype)
     if adapter is not None:
         model = PeftModel.from_pretrained(model, str(adapter)).eval()
     result = evaluate_model(
@@ -58,6 +60,7 @@ def run_eval(
         "task": task.name,
         "split": split,
         "seed": seed,
+        "dtype": dtype_name(model.dtype),
         "n": result.n,
         "metric": result.metric,
         "value": result.accuracy,

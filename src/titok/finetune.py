@@ -8,9 +8,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from titok.config import TrainConfig
 from titok.data import Example
+from titok.distributed import device, is_main, main_decides, wait_for_everyone
 from titok.models import load_model, load_tokenizer
+from titok.precision import DtypeSetting, dtype_name, resolve_dtype
 from titok.prompts import PromptFormat, prompt_format
 from titok.rundir import RunDir, fingerprint
 from titok.train import TrainExample, save_adapter, train_lora
@@ -28,27 +32,40 @@ def full_answer_examples(
 
 
 def train_on_examples(
-    model_spec: str, examples: list[Example], config: TrainConfig, seed: int, folder: Path
+    model_spec: str,
+    examples: list[Example],
+    config: TrainConfig,
+    seed: int,
+    folder: Path,
+    dtype: DtypeSetting = "auto",
 ) -> Path:
     """A LoRA on `model_spec` trained on real examples, saved in `folder` (skipped when done)."""
     run_dir = RunDir(folder.parent).create()
     pairs = [(e.query, e.answer) for e in examples]
-    stage_fp = fingerprint("real-data-lora", model_spec, pairs, config.result_settings(), seed)
-    if run_dir.is_done(folder.name, stage_fp, [f"{folder.name}/adapter_model.safetensors"]):
+    torch_dtype = resolve_dtype(dtype, device())
+    # fp32 keeps the fingerprint it had before the dtype setting existed
+    precision = [] if torch_dtype == torch.float32 else [dtype_name(torch_dtype)]
+    stage_fp = fingerprint(
+        "real-data-lora", model_spec, pairs, config.result_settings(), seed, *precision
+    )
+    outputs = [f"{folder.name}/adapter_model.safetensors"]
+    if main_decides(run_dir.is_done(folder.name, stage_fp, outputs)):
         return folder
     started = time.perf_counter()
     tokenizer = load_tokenizer(model_spec)
     fmt = prompt_format(tokenizer, model_spec)
     model, figures = train_lora(
-        load_model(model_spec),
+        load_model(model_spec, dtype=torch_dtype),
         full_answer_examples(tokenizer, fmt, examples),
         config,
         pad_id=tokenizer.pad_token_id,
         seed=seed,
         desc=f"training {folder.name}",
     )
-    built = run_dir.temp_dir(folder.name)
-    save_adapter(model, built)
-    run_dir.replace_dir(folder.name, built)
+    if is_main():  # every process holds the same weights after data-parallel training
+        built = run_dir.temp_dir(folder.name)
+        save_adapter(model, built)
+        run_dir.replace_dir(folder.name, built)
     run_dir.mark_done(folder.name, stage_fp, time.perf_counter() - started, figures)
+    wait_for_everyone()  # the adapter is on disk before any process reads it
     return folder

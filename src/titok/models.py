@@ -26,8 +26,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from titok.distributed import default_dtype, device
+from titok.distributed import device
 from titok.errors import AdapterError, ModelError, did_you_mean
+from titok.precision import DtypeSetting, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +204,12 @@ def check_4bit() -> None:
 
 
 def load_model(
-    spec: str, dtype: torch.dtype | None = None, load_in_4bit: bool = False
+    spec: str, dtype: DtypeSetting | torch.dtype = "auto", load_in_4bit: bool = False
 ) -> PreTrainedModel:
-    """The model in eval mode on this process's device, in bf16 where the hardware has it and
-    fp32 on CPU (`dtype` overrides); optionally in 4-bit NF4 (QLoRA-style)."""
+    """The model in eval mode on this process's device, in `dtype` ('auto': bf16 where the
+    device computes it fast, else fp32; see `titok.precision`); optionally in 4-bit NF4."""
     location = resolve_model(spec)
+    torch_dtype = resolve_dtype(dtype, device())
     extra: dict = {}
     if load_in_4bit:
         from transformers import BitsAndBytesConfig
@@ -216,13 +218,11 @@ def load_model(
         extra["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=default_dtype(),
+            bnb_4bit_compute_dtype=torch_dtype,
         )
         extra["device_map"] = {"": device()}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            location, dtype=dtype or default_dtype(), **extra
-        )
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **extra)
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load '{spec}' as a causal language model: {error}") from error
     if not load_in_4bit:

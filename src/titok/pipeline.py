@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from peft import PeftModel
 from pydantic import ValidationError
@@ -25,7 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from titok import __version__
 from titok.config import TransplantConfig
 from titok.data import read_queries, read_seeds
-from titok.distributed import is_main, wait_for_everyone
+from titok.distributed import device, is_main, main_decides, wait_for_everyone
 from titok.errors import RunDirError, did_you_mean
 from titok.faults import failpoint
 from titok.models import (
@@ -37,6 +38,7 @@ from titok.models import (
     load_tokenizer,
     skeleton,
 )
+from titok.precision import resolve_dtype
 from titok.prompts import PromptFormat, prompt_format
 from titok.rundir import RunDir, fingerprint
 
@@ -89,6 +91,7 @@ class Run:
         self.preflight()
         if overwrite and is_main() and self.run_dir.path(CONFIG_FILE).is_file():
             shutil.rmtree(self.run_dir.root)
+        wait_for_everyone()  # nobody checks a directory the main process is still removing
         self.check_owner()
         wait_for_everyone()  # every process checked the directory before any writes to it
         self.run_dir.create()
@@ -165,13 +168,22 @@ class Run:
         return prompt_format(self.target_tokenizer, "target base")
 
     @cached_property
+    def dtype(self) -> torch.dtype:
+        """What the models compute in on this process's device (`dtype` setting resolved)."""
+        return resolve_dtype(self.config.dtype, device())
+
+    @cached_property
     def expert(self) -> PeftModel:
-        base = load_model(self.config.source_base, load_in_4bit=self.config.load_in_4bit)
+        base = load_model(
+            self.config.source_base, dtype=self.dtype, load_in_4bit=self.config.load_in_4bit
+        )
         check_adapter_fits(self.config.source_adapter, base)
         return PeftModel.from_pretrained(base, self.config.source_adapter).eval()
 
     def target_model(self) -> PreTrainedModel:
-        return load_model(self.config.target_base, load_in_4bit=self.config.load_in_4bit)
+        return load_model(
+            self.config.target_base, dtype=self.dtype, load_in_4bit=self.config.load_in_4bit
+        )
 
     # -- the method's stages --------------------------------------------------------------------
     @cached_property
@@ -207,7 +219,9 @@ class Run:
     def run_stage(self, stage: Stage, force: bool = False) -> bool:
         """Run `stage` unless it is done with the same fingerprint; True if it ran."""
         stage_fp = self.fingerprints[stage.name]
-        if not force and self.run_dir.is_done(stage.name, stage_fp, stage.outputs):
+        # The main process decides: another one could see the manifest it has just written.
+        done = main_decides(not force and self.run_dir.is_done(stage.name, stage_fp, stage.outputs))
+        if done:
             log.info("%s: up to date, skipped", stage.name)
             self.timings[stage.name] = 0.0
             return False

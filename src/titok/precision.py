@@ -1,0 +1,75 @@
+"""Which floating-point type the models compute in: bf16 where the hardware is fast at it.
+
+`auto` picks bf16 on a CUDA GPU that supports it and on a CPU with native bf16 instructions
+(AVX-512 BF16 or AMX), where a bf16 matmul runs several times faster than an fp32 one; fp32
+everywhere else. The choice comes from the hardware, never from the model's own config.
+Log-probabilities, the contrastive excess and training losses are always computed in fp32 from
+the bf16 logits; the LoRA weights being trained and their optimizer state stay in fp32.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from titok.errors import ConfigError, did_you_mean
+
+DtypeSetting = Literal["auto", "float32", "bfloat16"]
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# /proc/cpuinfo flags of the CPU instructions that make bf16 matmuls fast
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as torch's cpuinfo sees them, else as /proc/cpuinfo lists them."""
+    flags: set[str] = set()
+    try:
+        if torch.cpu._is_avx512_bf16_supported():
+            flags.add("avx512_bf16")
+        if torch.cpu._is_amx_tile_supported():
+            flags.add("amx_bf16")
+    except AttributeError:  # an older or newer torch without these helpers
+        pass
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                flags.update(line.split(":", 1)[1].split())
+                break
+    return frozenset(flags)
+
+
+def fast_bf16(device: torch.device | str) -> bool:
+    """True where bf16 matmuls run natively: a bf16-capable GPU, or a CPU with AVX-512 BF16/AMX."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
+    return False
+
+
+def resolve_dtype(setting: DtypeSetting | torch.dtype, device: torch.device | str) -> torch.dtype:
+    """The dtype to load models in: `setting` itself, or for 'auto' what `device` is fast at."""
+    if isinstance(setting, torch.dtype):
+        return setting
+    if setting == "auto":
+        return torch.bfloat16 if fast_bf16(device) else torch.float32
+    return DTYPES[setting]
+
+
+def dtype_setting(name: str) -> DtypeSetting:
+    """A `--dtype` value checked: one of auto, float32, bfloat16 (a clear error otherwise)."""
+    choices = ("auto", *DTYPES)
+    if name not in choices:
+        hint = did_you_mean(name, choices)
+        raise ConfigError(f"--dtype must be one of {', '.join(choices)}, got '{name}'{hint}")
+    return name  # type: ignore[return-value]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
