@@ -26,9 +26,12 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -118,7 +121,9 @@ def measure(kind: str, model_name: str, chunk: int, dtype: str = "float32") -> d
 
 
 def launch(kind: str, model: str, processes: int, chunk: int = 128, dtype: str = "float32") -> dict:
+    results = tempfile.mkdtemp(prefix="titok-stages-")
     args = ["--measure", kind, "--model", model, "--chunk", str(chunk), "--dtypes", dtype]
+    args += ["--results", results]  # one file per process: their stdout lines would interleave
     script = os.path.abspath(__file__)
     if processes == 1:
         command = [sys.executable, script, *args]
@@ -133,7 +138,8 @@ def launch(kind: str, model: str, processes: int, chunk: int = 128, dtype: str =
             *args,
         ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = [json.loads(f.read_text()) for f in sorted(Path(results).glob("rank-*.json"))]
+    shutil.rmtree(results, ignore_errors=True)
     if done.returncode != 0 or not rows:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return {
@@ -151,10 +157,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=128)
     parser.add_argument("--processes", default="1,2")
     parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--results", help="(internal) where a measuring process writes")
     args = parser.parse_args()
     if args.measure:  # one measurement, in this process (and its torchrun siblings)
         result = measure(args.measure, args.model, args.chunk, args.dtypes)
-        print(json.dumps({**result, "rank": int(os.environ.get("RANK", 0))}), flush=True)
+        rank = int(os.environ.get("RANK", 0))
+        Path(args.results, f"rank-{rank}.json").write_text(json.dumps(result))
         return
     counts = [int(p) for p in args.processes.split(",")]
     dtypes = args.dtypes.split(",")

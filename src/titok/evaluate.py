@@ -1,8 +1,11 @@
-"""Zero-shot greedy evaluation through lm-evaluation-harness, in the model's own prompt format.
+"""Zero-shot evaluation through lm-evaluation-harness, in the model's own prompt format.
 
-The harness scores (its filters extract the answer, its metrics compare it); titok only hands it
-the local split and the prompt: the chat template for models that have one, titok's plain
-template for the others, exactly as the model was prompted in training.
+The harness scores (greedy generation, its filters extract the answer, its metrics compare it;
+or, for multiple-choice tasks such as MMLU, the log-likelihood of each choice); titok only hands
+it the local split and the prompt: the chat template for models that have one, titok's plain
+template for the others, exactly as the model was prompted in training. From the per-example
+outcomes titok adds the metrics of `titok.metrics`: balanced accuracy, chance and the top
+prediction's share on closed-answer tasks, ROUGE-L on open ones, and names the headline metric.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from titok.data import Example
 from titok.distributed import map_shards, rank, world_size
 from titok.generation import quiet
+from titok.metrics import EXACT, closed_answer_metrics, headline_metric, rouge_l
 from titok.prompts import PLAIN_TEMPLATE, PromptFormat
 from titok.tasks import TaskSpec
 
@@ -40,6 +45,14 @@ class EvalResult:
     metric: str = "exact_match"
     # Every metric of the task (e.g. rouge1 and rougeL): name -> (mean, stderr).
     metrics: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The metric a constant answer cannot win: balanced_accuracy (closed answers), else the
+    # harness's first metric (exact_match, with rougeL beside it).
+    headline: str = "exact_match"
+
+    @property
+    def headline_value(self) -> tuple[float, float]:
+        """(value, stderr) of the headline metric."""
+        return self.metrics.get(self.headline, (self.accuracy, self.stderr))
 
 
 def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
@@ -63,8 +76,24 @@ def harness_config(
     if fmt.kind == "plain":
         text = PLAIN_TEMPLATE.replace("{query}", "{{query}}")
         stops.append("\nQuestion:")
+    name = f"titok_{task.name.replace(':', '_').replace('/', '_')}"
+    if task.choices:  # log-likelihood of each choice as the answer, in the model's format
+        return {
+            "task": name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str(data_file)}},
+            "test_split": "test",
+            "output_type": "multiple_choice",
+            "doc_to_text": text,
+            "doc_to_choice": list(task.choices),
+            "doc_to_target": "{{answer}}",
+            "target_delimiter": "",
+            "metric_list": task.harness.get("metric_list", []),
+            "num_fewshot": 0,
+            "metadata": {"version": 1.0, "titok_prompt": fmt.kind},
+        }
     return {
-        "task": f"titok_{task.name.replace(':', '_').replace('/', '_')}",
+        "task": name,
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(data_file)}},
         "test_split": "test",
@@ -123,7 +152,21 @@ def evaluate_model(
     metric = names[0]
     metrics = {name: mean_stderr([p[name] for p in predictions]) for name in names}
     value, stderr = metrics[metric]
-    return EvalResult(value, stderr, len(predictions), predictions, f"{metric},{chosen}", metrics)
+    correct = [p["correct"] for p in predictions]
+    if task.closed and None not in correct:
+        golds = [p["target"] for p in predictions]
+        extracted = [p["extracted"] for p in predictions]
+        metrics.update(closed_answer_metrics(correct, golds, extracted))
+    elif metric == EXACT:  # open answers: partial credit beside exact match
+        for p in predictions:
+            p["rougeL"] = rouge_l(p["target"], p["extracted"])
+        metrics["rougeL"] = mean_stderr([p["rougeL"] for p in predictions])
+    headline = headline_metric(task.closed and None not in correct) if correct else metric
+    if headline == EXACT and metric != EXACT:
+        headline = metric
+    return EvalResult(
+        value, stderr, len(predictions), predictions, f"{metric},{chosen}", metrics, headline
+    )
 
 
 def _harness_predictions(
@@ -156,11 +199,13 @@ def _harness_predictions(
         device=str(model.device),
         batch_size=batch_size,
         add_bos_token=fmt.kind == "plain" and adds_bos,
+        softmax_dtype=torch.float32,  # log-likelihoods in fp32 whatever the model computes in
     )
     # titok's bars pass `quiet()` to tqdm (None: a terminal decides); the harness takes only a
     # bool, so the terminal check is made here.
     if quiet() or not sys.stderr.isatty():
         lm.generate_until = functools.partial(lm.generate_until, disable_tqdm=True)
+        lm.loglikelihood = functools.partial(lm.loglikelihood, disable_tqdm=True)
     config = harness_config(task, data_file, fmt, tokenizer, max_new_tokens)
     # titok shares the examples out itself; the harness returns results only where LOCAL_RANK is
     # 0 (its tensor-parallel rule), so each process presents itself as a single local process.
@@ -180,6 +225,8 @@ def _harness_predictions(
     chosen = _pick_filter(samples)
     names = [m["metric"] for m in config["metric_list"]] or ["exact_match"]
     metric = names[0]
+    if task.choices:
+        return _choice_predictions(samples, task.choices, metric), (names, chosen)
     predictions = [
         {
             "input": s["doc"]["query"],
@@ -194,3 +241,23 @@ def _harness_predictions(
         )
     ]
     return predictions, (names, chosen)
+
+
+def _choice_predictions(samples: list[dict], choices: list[str], metric: str) -> list[dict]:
+    """Per-example outcome of a multiple-choice task: the most likely choice is the answer."""
+    predictions = []
+    for s in sorted(samples, key=lambda s: s["doc_id"]):
+        loglikelihoods = [float(ll) for ll, _ in s["filtered_resps"]]
+        best = max(range(len(choices)), key=lambda i: loglikelihoods[i])
+        predictions.append(
+            {
+                "input": s["doc"]["query"],
+                "output": choices[best],
+                "extracted": choices[best],
+                "target": s["doc"]["answer"],
+                "loglikelihoods": [round(ll, 4) for ll in loglikelihoods],
+                metric: float(s[metric]),
+                "correct": bool(s[metric]),
+            }
+        )
+    return predictions

@@ -1,9 +1,13 @@
-"""Evaluation tasks by name: `bbh:<task>`, `mmlu:<subject>`, `jsonl:<path>`, `jsonl-rouge:<path>`,
-`lamp4:<questions.json>`, `lamp5:<questions.json>`, or a BBH file path.
+"""Evaluation tasks by name: `bbh:<task>`, `mmlu:<subject>`, `mmlu-gen:<subject>`,
+`jsonl:<path>`, `jsonl-rouge:<path>`, `lamp4:<questions.json>`, `lamp5:<questions.json>`, or a
+BBH file path.
 
-Each task brings its examples and the lm-evaluation-harness rules that score it: for BBH and
-MMLU the harness's own zero-shot generative task files (filters and metrics), read from the
-installed `lm_eval` package, so titok's numbers mean what the field's numbers mean.
+Each task brings its examples and the lm-evaluation-harness rules that score it: for BBH the
+harness's own zero-shot generative task files (filters and metrics), read from the installed
+`lm_eval` package, so titok's numbers mean what the field's numbers mean. `mmlu:` is scored as
+the harness's standard MMLU: the log-likelihood of each answer letter after the question (the
+letter with the highest wins, metric `acc`), which measures knowledge rather than whether a
+model writes a bare letter; `mmlu-gen:` keeps the generative variant.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import Any
 
 from titok.data import Example, read_bbh, read_jsonl
 from titok.errors import DataError, did_you_mean
+from titok.metrics import is_closed
 
-FAMILIES = ("bbh", "mmlu", "jsonl", "jsonl-rouge", "lamp4", "lamp5")
+FAMILIES = ("bbh", "mmlu", "mmlu-gen", "jsonl", "jsonl-rouge", "lamp4", "lamp5")
+MMLU_CHOICES = ["A", "B", "C", "D"]
 
 
 def default_data_dir() -> Path:
@@ -32,6 +38,13 @@ class TaskSpec:
     family: str
     examples: list[Example]
     harness: dict[str, Any] = field(default_factory=dict)  # filter_list, metric_list, ...
+    # Scored by log-likelihood: the answer is the choice the model finds most likely.
+    choices: list[str] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """At most a handful of distinct gold answers: balanced accuracy is the headline."""
+        return bool(self.choices) or is_closed([e.answer for e in self.examples])
 
 
 def _harness_yaml(relative: str) -> dict[str, Any]:
@@ -62,7 +75,12 @@ def _bbh(name: str, path: Path) -> TaskSpec:
     return TaskSpec(name, "bbh", read_bbh(path), harness)
 
 
-def _mmlu(subject: str, data_dir: Path) -> TaskSpec:
+LOGLIKELIHOOD_HARNESS: dict[str, Any] = {
+    "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]
+}
+
+
+def _mmlu(subject: str, data_dir: Path, generative: bool) -> TaskSpec:
     folder = data_dir / "mmlu" / "test"
     path = folder / f"{subject}_test.csv"
     if not path.is_file():
@@ -77,9 +95,10 @@ def _mmlu(subject: str, data_dir: Path) -> TaskSpec:
                 f"{letter}. {text}" for letter, text in zip("ABCD", row[1:5], strict=True)
             )
             examples.append(Example(f"{row[0].strip()}\n{options}", row[5]))
-    return TaskSpec(
-        f"mmlu:{subject}", "mmlu", examples, _harness_yaml(f"mmlu/generative/mmlu_{subject}.yaml")
-    )
+    if generative:
+        harness = _harness_yaml(f"mmlu/generative/mmlu_{subject}.yaml")
+        return TaskSpec(f"mmlu-gen:{subject}", "mmlu-gen", examples, harness)
+    return TaskSpec(f"mmlu:{subject}", "mmlu", examples, LOGLIKELIHOOD_HARNESS, MMLU_CHOICES)
 
 
 def rouge_scores(doc: dict, results: list[str]) -> dict[str, float]:
@@ -137,10 +156,10 @@ def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
                 f"no BBH task '{rest}' in {data_dir / 'bbh'}{did_you_mean(rest, known)}"
             )
         return _bbh(name, path)
-    if family == "mmlu" and rest:  # one subject, or several joined by "+"
-        parts = [_mmlu(subject, data_dir) for subject in rest.split("+")]
+    if family in ("mmlu", "mmlu-gen") and rest:  # one subject, or several joined by "+"
+        parts = [_mmlu(subject, data_dir, family == "mmlu-gen") for subject in rest.split("+")]
         examples = [example for part in parts for example in part.examples]
-        return TaskSpec(name, "mmlu", examples, parts[0].harness)
+        return TaskSpec(name, family, examples, parts[0].harness, parts[0].choices)
     if family in ("jsonl", "jsonl-rouge") and rest:
         rows = read_jsonl(rest, ("query", "answer"))
         harness = GENERIC_HARNESS if family == "jsonl" else ROUGE_HARNESS
@@ -150,7 +169,8 @@ def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
     if name.endswith(".json") and Path(name).is_file():
         return _bbh(f"bbh:{Path(name).stem}", Path(name))
     raise DataError(
-        f"unknown task '{name}': use bbh:<task>, mmlu:<subject>, jsonl:<file> (exact match), "
+        f"unknown task '{name}': use bbh:<task>, mmlu:<subject> (log-likelihood), "
+        "mmlu-gen:<subject> (generative), jsonl:<file> (exact match), "
         "jsonl-rouge:<file>, lamp4:<questions.json>, lamp5:<questions.json> or a BBH .json file"
         f"{did_you_mean(family, FAMILIES)}"
     )
