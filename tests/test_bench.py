@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import math
 
-from titok.bench import (
-    Bench,
-    BenchSettings,
+import pytest
+
+from tests.common import run_titok
+from titok.bench import Bench, BenchSettings, write_report
+from titok.bench_report import (
+    gain_table,
+    group,
     k_sweep_chart,
-    markdown_table,
+    load_cells,
+    render_markdown,
     transfer_efficiency,
-    write_report,
 )
 from titok.config import SynthConfig, TrainConfig
 
@@ -24,6 +28,7 @@ def tiny_settings(tiny_models, out):
         target=str(tiny_models["target"]),
         methods=["titok", "kd"],
         limit=3,
+        repeats=2,
         m=2,
         max_new_tokens=4,
         synth=SynthConfig(
@@ -53,15 +58,20 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch):
     monkeypatch.setattr(titok.bench, "train_on_examples", expert_or_train)
     bench = Bench(tiny_settings(tiny_models, tmp_path / "bench"))
     cells = bench.run()
-    assert [c["column"] for c in cells] == [
-        "source base",
-        "source expert",
-        "target vanilla",
-        "target ceiling",
-        "titok",
-        "kd",
+    assert [(c["column"], c["repeat"]) for c in cells] == [
+        ("source base", 0),
+        ("source expert", 0),
+        ("target vanilla", 0),
+        ("target ceiling", 0),
+        ("titok", 0),
+        ("titok", 1),
+        ("kd", 0),
+        ("kd", 1),
     ]
     assert all(c["status"] == "done" and c["n"] == 3 for c in cells), cells
+    # the headline metric, and what paired statistics need, are in every cell
+    assert all(c["metric"] == "balanced_accuracy" and len(c["outcomes"]) == 3 for c in cells)
+    assert len({tuple(c["golds"]) for c in cells}) == 1
     assert all("git_commit" in c and c["settings"]["limit"] == 3 for c in cells)
     stamps = {p.name: p.stat().st_mtime_ns for p in bench.cells_dir.iterdir()}
     bench.cell_path("bbh:boolean_expressions", "target vanilla").unlink()
@@ -70,7 +80,13 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch):
     changed = {name for name in after if after[name] != stamps.get(name)}
     assert changed == {"bbh_boolean_expressions__target_vanilla.json"}
     report = write_report(bench)
-    assert "| bbh:boolean_expressions |" in report
+    assert "| bbh:boolean_expressions | balanced_accuracy |" in report
+    assert "kd − titok" in report and "wins / ties / losses" in report
+    # the report comes from the committed cells alone
+    assert render_markdown(load_cells(tmp_path / "bench")) == report
+    rendered = run_titok("bench", "--render", str(tmp_path / "bench"))
+    assert rendered.returncode == 0, rendered.stderr
+    assert (tmp_path / "bench" / "results.md").read_text() == report
     assert (tmp_path / "bench" / "results.png").stat().st_size > 1000
     assert json.loads(bench.cell_path("bbh:boolean_expressions", "titok").read_text())["metric"]
     # KD reused TiTok's synthetic data and scores (same fingerprints) instead of generating anew.
@@ -90,8 +106,54 @@ def test_transfer_efficiency_and_table():
         {"task": "t", "column": c, "status": "done", "value": v, "stderr": 0.01}
         for c, v in [("target vanilla", 0.4), ("target ceiling", 0.6), ("titok", 0.55)]
     ]
-    table = markdown_table(cells, ["target vanilla", "target ceiling", "titok"], ["titok"])
+    table = gain_table(group(cells), ["titok"])
     assert "+0.150" in table and "75%" in table
+
+
+def fake_cell(task, column, outcomes, repeat=0):
+    golds = ["Yes", "No"] * (len(outcomes) // 2)
+    return {
+        "task": task,
+        "column": column,
+        "repeat": repeat,
+        "status": "done",
+        "seconds": 1.0,
+        "metric": "balanced_accuracy",
+        "value": sum(outcomes) / len(outcomes),
+        "stderr": 0.05,
+        "outcomes": outcomes,
+        "golds": golds,
+        "metrics": {"chance": [0.5, 0.0]},
+    }
+
+
+def test_paired_comparisons_mark_wins_and_ties():
+    good, bad = [1] * 36 + [0] * 4, [1, 0] * 20
+    cells = [
+        fake_cell("a", "target vanilla", bad),
+        fake_cell("b", "target vanilla", bad),
+        fake_cell("a", "titok", bad),
+        fake_cell("b", "titok", bad),
+        fake_cell("a", "kd", good),
+        fake_cell("b", "kd", bad),
+    ]
+    text = render_markdown(cells)
+    against_titok = text.split("kd − titok")[1].split("\n\n")[0]
+    rows = {
+        line.split("|")[1].strip(): line.rstrip(" |")
+        for line in against_titok.splitlines()
+        if line.startswith("| ")
+    }
+    assert rows["a"].endswith("*")  # 36 of 40 against 20 of 40: the interval excludes 0
+    assert not rows["b"].endswith("*")  # the same outcomes: a difference of 0
+    assert rows["wins / ties / losses"].endswith("1 / 1 / 0")
+
+
+@pytest.mark.parametrize("bad", [["--test-frac", "1.5"], ["--repeats", "0"]])
+def test_bench_refuses_bad_settings(bad, tmp_path):
+    done = run_titok("bench", "--out", str(tmp_path / "b"), *bad)
+    assert done.returncode == 2 and "error:" in done.stderr
+    assert not (tmp_path / "b" / "cells").exists()
 
 
 def test_ablations_are_columns_and_the_k_sweep_is_drawn(tmp_path):

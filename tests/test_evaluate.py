@@ -42,7 +42,10 @@ def test_tasks_resolve_with_did_you_mean():
     assert len(resolve_task("bbh:navigate").examples) == 250
     mmlu = resolve_task("mmlu:anatomy")
     assert mmlu.examples[0].answer in "ABCD" and "\nA. " in mmlu.examples[0].query
-    assert mmlu.harness["filter_list"][0]["name"] == "get_response"
+    assert mmlu.choices == ["A", "B", "C", "D"] and mmlu.closed  # scored by log-likelihood
+    generative = resolve_task("mmlu-gen:anatomy")
+    assert generative.choices is None and generative.examples == mmlu.examples
+    assert generative.harness["filter_list"][0]["name"] == "get_response"
     with pytest.raises(DataError, match="did you mean 'navigate'"):
         resolve_task("bbh:navigat")
     with pytest.raises(DataError, match="did you mean 'anatomy'"):
@@ -106,3 +109,31 @@ def test_mmlu_group_of_subjects():
     anatomy, marketing = resolve_task("mmlu:anatomy"), resolve_task("mmlu:marketing")
     group = resolve_task("mmlu:anatomy+marketing")
     assert group.examples == anatomy.examples + marketing.examples
+
+
+@pytest.mark.parametrize("model_key", ["source", "target"])
+def test_mmlu_is_scored_by_the_log_likelihood_of_each_letter(tiny_models, tmp_path, model_key):
+    task = resolve_task("mmlu:anatomy")
+    examples = task.examples[:6]
+    result = evaluate_tiny(tiny_models[model_key], task, examples, tmp_path, 4)
+    assert result.n == 6 and result.headline == "balanced_accuracy"
+    assert result.metrics["chance"][0] == 1 / len({e.answer for e in examples})
+    for prediction, example in zip(result.predictions, examples, strict=True):
+        assert prediction["target"] == example.answer
+        lls = prediction["loglikelihoods"]
+        assert len(lls) == 4 and all(ll < 0 for ll in lls)
+        assert prediction["extracted"] == "ABCD"[lls.index(max(lls))]
+        assert prediction["correct"] == (prediction["extracted"] == example.answer)
+    assert result.accuracy == sum(p["correct"] for p in result.predictions) / 6
+
+
+def test_closed_tasks_report_balanced_accuracy_and_open_ones_rouge(tiny_models, tmp_path):
+    closed = resolve_task("bbh:boolean_expressions")
+    result = evaluate_tiny(tiny_models["target"], closed, closed.examples[:4], tmp_path / "c", 4)
+    assert result.headline == "balanced_accuracy"
+    assert {"balanced_accuracy", "chance", "top_prediction_share"} <= set(result.metrics)
+    opened = resolve_task("bbh:word_sorting")
+    assert not opened.closed
+    result = evaluate_tiny(tiny_models["target"], opened, opened.examples[:3], tmp_path / "o", 4)
+    assert result.headline == "exact_match" and "rougeL" in result.metrics
+    assert all(0 <= p["rougeL"] <= 1 for p in result.predictions)

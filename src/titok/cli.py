@@ -204,7 +204,11 @@ def eval_(
     ] = None,
     dtype: DtypeOption = "auto",
 ) -> None:
-    """Zero-shot greedy evaluation through lm-evaluation-harness; keeps per-example predictions."""
+    """Zero-shot evaluation through lm-evaluation-harness (greedy answers; MMLU by log-likelihood).
+
+    Closed-answer tasks lead with balanced accuracy (a constant answer scores 1/L), beside
+    accuracy, chance and the top prediction's share; open-answer tasks with exact match and ROUGE-L.
+    """
     from titok.evaluation_run import run_eval
     from titok.precision import dtype_setting
 
@@ -224,12 +228,11 @@ def eval_(
 
     if not is_main():
         return
-    print(
-        f"{task} {split} n={result.n}: {result.metric} = "
-        f"{result.accuracy:.4f} ± {result.stderr:.4f}"
-    )
-    for name, (value, stderr) in list(result.metrics.items())[1:]:
-        print(f"{task} {split} n={result.n}: {name} = {value:.4f} ± {stderr:.4f}")
+    value, stderr = result.headline_value
+    print(f"{task} {split} n={result.n}: {result.headline} = {value:.4f} ± {stderr:.4f} (headline)")
+    for name, (value, stderr) in result.metrics.items():
+        if name != result.headline:
+            print(f"{task} {split} n={result.n}: {name} = {value:.4f} ± {stderr:.4f}")
     print(f"predictions: {folder / 'predictions.jsonl'}")
 
 
@@ -246,13 +249,48 @@ def bench(
         bool,
         typer.Option(help="Add TiTok's ablations: random M, target-written queries, k sweep."),
     ] = False,
+    external_queries: Annotated[
+        bool,
+        typer.Option(
+            help="Add a `<method>:queries` column: the expert labels the training "
+            "questions (a user's query logs) instead of writing queries."
+        ),
+    ] = False,
     limit: Annotated[int | None, typer.Option(help="Test examples per task.")] = None,
     m: Annotated[int, typer.Option(help="Synthetic samples kept per transplant.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Holds bbh/ and mmlu/.")] = None,
+    test_frac: Annotated[
+        float, typer.Option(help="Share of each task held out for testing (paper: 0.1).")
+    ] = 0.5,
+    repeats: Annotated[
+        int, typer.Option(help="Runs of every transplant column (pipeline seeds seed…seed+N−1).")
+    ] = 1,
+    render: Annotated[
+        Path | None,
+        typer.Option(help="Only write results.md and the charts of this bench directory."),
+    ] = None,
     dtype: DtypeOption = "auto",
 ) -> None:
-    """The comparison table: source base/expert, target vanilla/ceiling, each method."""
+    """The comparison table: source base/expert, target vanilla/ceiling, each method.
+
+    Headline metric per task (balanced accuracy on closed answers), paired differences with
+    bootstrap intervals against TiTok and the vanilla target; cells resume, results render from
+    the cells alone (`--render DIR`).
+    """
+    from titok.errors import ConfigError
+
+    if render is not None:
+        from titok.bench_report import render as render_cells
+
+        if not (render / "cells").is_dir():
+            raise ConfigError(f"{render / 'cells'} not found: --render takes a bench directory")
+        print(render_cells(render))
+        return
+    if not 0 < test_frac < 1:
+        raise ConfigError(f"--test-frac must be between 0 and 1, got {test_frac}")
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {repeats}")
     from titok.bench import ALL_METHODS, DEFAULT_TASKS, Bench, BenchSettings, write_report
     from titok.methods import get_method
     from titok.precision import dtype_setting
@@ -267,10 +305,13 @@ def bench(
         tasks=chosen,
         methods=method_names,
         ablations=ablations,
+        external_queries=external_queries,
         limit=limit,
         m=m,
         seed=seed,
         data_dir=data_dir,
+        test_frac=test_frac,
+        repeats=repeats,
         dtype=dtype_setting(dtype),
     )
     bench_run = Bench(settings)
@@ -279,6 +320,25 @@ def bench(
     print(f"cells: {out / 'cells'}  table: {out / 'results.md'}  chart: {out / 'results.png'}")
     if (out / "k_sweep.png").is_file():
         print(f"k sweep: {out / 'k_sweep.png'}")
+
+
+@app.command("make-task")
+def make_task(
+    kind: Annotated[str, typer.Argument(help="The task to generate: facts.")],
+    out: Annotated[Path, typer.Option(help="Directory for the task's files.")],
+    seed: Annotated[int, typer.Option(help="Seed of the knowledge base.")] = 0,
+    entities: Annotated[int, typer.Option(help="Invented people in the knowledge base.")] = 30,
+) -> None:
+    """Write a generated task's files (facts: a fictional knowledge base; docs/facts.md)."""
+    from titok.errors import ConfigError
+    from titok.facts import make_facts, write_facts
+
+    if kind != "facts":
+        raise ConfigError(f"unknown task kind '{kind}': titok can make 'facts'")
+    if entities < 1:
+        raise ConfigError(f"--entities must be at least 1, got {entities}")
+    for path in write_facts(make_facts(seed, entities), out):
+        print(path)
 
 
 @app.command("methods")

@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from titok.data import Example
 from titok.distributed import map_shards, rank, world_size
 from titok.generation import quiet
-from titok.metrics import EXACT, closed_answer_metrics, headline_metric, rouge_l
+from titok.metrics import EXACT, closed_answer_metrics, grouped_metrics, headline_metric, rouge_l
 from titok.prompts import PLAIN_TEMPLATE, PromptFormat
 from titok.tasks import TaskSpec
 
@@ -161,6 +161,11 @@ def evaluate_model(
         for p in predictions:
             p["rougeL"] = rouge_l(p["target"], p["extracted"])
         metrics["rougeL"] = mean_stderr([p["rougeL"] for p in predictions])
+        if task.group_of:
+            groups = [task.group_of.get(p["input"], "") for p in predictions]
+            golds = [p["target"] for p in predictions]
+            extracted = [p["extracted"] for p in predictions]
+            metrics.update(grouped_metrics(correct, golds, extracted, groups))
     headline = headline_metric(task.closed and None not in correct) if correct else metric
     if headline == EXACT and metric != EXACT:
         headline = metric

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from titok.data import split as split_examples
 from titok.distributed import is_main
 from titok.errors import ConfigError
 from titok.evaluate import EvalResult, evaluate_model
@@ -35,7 +34,7 @@ def run_eval(
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
     task = resolve_task(task_name, data_dir)
-    train, test = split_examples(task.examples, 0.1, seed)
+    train, test = task.split(0.1, seed)
     examples = {"test": test, "train": train, "all": task.examples}[split][:limit]
     folder = (
         out or Path("runs") / "eval" / f"{task.name.replace(':', '_')}-{split}-{int(time.time())}"
@@ -66,6 +65,7 @@ def run_eval(
         "value": result.accuracy,
         "stderr": result.stderr,
         "prompt": fmt.describe(),
+        "headline": result.headline,
         "metrics": {name: {"value": v, "stderr": e} for name, (v, e) in result.metrics.items()},
     }
     (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -79,6 +79,30 @@ def closed_answer_metrics(
     }
 
 
+def grouped_metrics(
+    correct: Sequence[bool],
+    golds: Sequence[str],
+    predictions: Sequence[str],
+    groups: Sequence[str],
+) -> dict[str, tuple[float, float]]:
+    """Balanced accuracy within each group (e.g. each attribute of a knowledge base), averaged
+    over the groups, and the top prediction's share: name -> (value, stderr)."""
+    hits, names = np.asarray(correct, dtype=bool), np.asarray(groups)
+    per_group = []
+    for group in np.unique(names):
+        chosen = names == group
+        gold = [g for g, keep in zip(golds, chosen, strict=True) if keep]
+        per_group.append(
+            (balanced_accuracy(hits[chosen], gold), balanced_accuracy_stderr(hits[chosen], gold))
+        )
+    value = float(np.mean([v for v, _ in per_group]))
+    stderr = math.sqrt(sum(e**2 for _, e in per_group)) / len(per_group)
+    return {
+        "balanced_accuracy_per_group": (value, stderr),
+        "top_prediction_share": (top_prediction_share(predictions), 0.0),
+    }
+
+
 def rouge_l(target: str, prediction: str) -> float:
     """ROUGE-L F of the prediction's first line against the target (rouge-score, no stemming)."""
     from rouge_score import rouge_scorer

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from titok.data import Example, read_bbh, read_jsonl
+from titok.data import Example, read_bbh, read_jsonl, split
 from titok.errors import DataError, did_you_mean
 from titok.metrics import is_closed
 
-FAMILIES = ("bbh", "mmlu", "mmlu-gen", "jsonl", "jsonl-rouge", "lamp4", "lamp5")
+FAMILIES = ("bbh", "mmlu", "mmlu-gen", "facts", "jsonl", "jsonl-rouge", "lamp4", "lamp5")
 MMLU_CHOICES = ["A", "B", "C", "D"]
 
 
@@ -40,6 +40,16 @@ class TaskSpec:
     harness: dict[str, Any] = field(default_factory=dict)  # filter_list, metric_list, ...
     # Scored by log-likelihood: the answer is the choice the model finds most likely.
     choices: list[str] | None = None
+    # A split the task defines itself (facts: test rows ask with a held-out paraphrase).
+    fixed_split: tuple[list[Example], list[Example]] | None = None
+    # Per-example group for per-group balanced accuracy (facts: the attribute a question asks).
+    group_of: dict[str, str] = field(default_factory=dict)
+
+    def split(self, test_share: float, seed: int) -> tuple[list[Example], list[Example]]:
+        """(train, test): the task's own split if it has one, else a seeded random one."""
+        if self.fixed_split is not None:
+            return self.fixed_split
+        return split(self.examples, test_share, seed)
 
     @property
     def closed(self) -> bool:
@@ -145,6 +155,43 @@ def _lamp(family: str, questions: Path) -> TaskSpec:
     return TaskSpec(f"{family}:{questions}", family, examples, ROUGE_HARNESS)
 
 
+# Exact match on the first line of the answer, case and punctuation ignored.
+FIRST_LINE_HARNESS: dict[str, Any] = {
+    "filter_list": [
+        {
+            "name": "first-line",
+            "filter": [
+                {"function": "regex", "regex_pattern": "([^\\n]+)", "group_select": 0},
+                {"function": "take_first"},
+            ],
+        }
+    ],
+    "metric_list": GENERIC_HARNESS["metric_list"],
+}
+
+
+def _facts(rest: str) -> TaskSpec:
+    from titok.facts import DEFAULT_ENTITIES, make_facts
+
+    seed_text, _, size_text = rest.partition(":")
+    try:
+        seed, entities = int(seed_text), int(size_text or DEFAULT_ENTITIES)
+    except ValueError:
+        raise DataError(
+            f"facts:{rest}: expected facts:<seed> or facts:<seed>:<entities> (integers)"
+        ) from None
+    if entities < 1:
+        raise DataError(f"facts:{rest}: the knowledge base needs at least one entity")
+    facts = make_facts(seed, entities)
+    train = [row.example() for row in facts.train]
+    test = [row.example() for row in facts.test]
+    groups = {row.query: row.attribute for row in facts.train + facts.test}
+    name = f"facts:{seed}" + (f":{entities}" if size_text else "")
+    return TaskSpec(
+        name, "facts", train + test, FIRST_LINE_HARNESS, fixed_split=(train, test), group_of=groups
+    )
+
+
 def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
     data_dir = data_dir or default_data_dir()
     family, _, rest = name.partition(":")
@@ -160,6 +207,8 @@ def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
         parts = [_mmlu(subject, data_dir, family == "mmlu-gen") for subject in rest.split("+")]
         examples = [example for part in parts for example in part.examples]
         return TaskSpec(name, family, examples, parts[0].harness, parts[0].choices)
+    if family == "facts" and rest:
+        return _facts(rest)
     if family in ("jsonl", "jsonl-rouge") and rest:
         rows = read_jsonl(rest, ("query", "answer"))
         harness = GENERIC_HARNESS if family == "jsonl" else ROUGE_HARNESS
@@ -170,7 +219,7 @@ def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
         return _bbh(f"bbh:{Path(name).stem}", Path(name))
     raise DataError(
         f"unknown task '{name}': use bbh:<task>, mmlu:<subject> (log-likelihood), "
-        "mmlu-gen:<subject> (generative), jsonl:<file> (exact match), "
+        "mmlu-gen:<subject> (generative), facts:<seed>, jsonl:<file> (exact match), "
         "jsonl-rouge:<file>, lamp4:<questions.json>, lamp5:<questions.json> or a BBH .json file"
         f"{did_you_mean(family, FAMILIES)}"
     )

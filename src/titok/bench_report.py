@@ -1,0 +1,321 @@
+"""The bench's tables and charts, made from its cells alone (`titok bench --render DIR`).
+
+Every cell is one JSON file (`cells/*.json`): a task, a column (a base row or a method), a
+repeat, the headline metric's value and standard error, and the per-example outcomes, so that
+paired differences can be recomputed from the committed files without rerunning anything.
+
+Tables, in `results.md`:
+1. the headline metric of every column (mean over repeats ± standard error), with the metric's
+   name and the chance level per task;
+2. gain over the target vanilla and transfer efficiency, on the headline metric;
+3. paired differences, per task and pooled: each method against TiTok and against the vanilla
+   target, with 95% bootstrap intervals over the test examples (repeats paired by seed); `*` marks
+   an interval that excludes 0, and a row counts wins / ties / losses against TiTok.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from titok.metrics import Difference, paired_difference, pooled_difference
+
+BASE_COLUMNS = ("source base", "source expert", "target vanilla", "target ceiling")
+REFERENCE = "titok"
+VANILLA = "target vanilla"
+
+
+def load_cells(folder: Path) -> list[dict[str, Any]]:
+    """Every finished or failed cell under `folder/cells`, in a stable order."""
+    cells = [json.loads(p.read_text()) for p in sorted((folder / "cells").glob("*.json"))]
+    return [c for c in cells if "task" in c and "column" in c]
+
+
+def _done(cells: Iterable[dict]) -> list[dict]:
+    return [c for c in cells if c.get("status") == "done"]
+
+
+def group(cells: list[dict]) -> dict[str, dict[str, list[dict]]]:
+    """task -> column -> its finished cells (one per repeat, repeat 0 first)."""
+    grouped: dict[str, dict[str, list[dict]]] = {}
+    for cell in _done(cells):
+        grouped.setdefault(cell["task"], {}).setdefault(cell["column"], []).append(cell)
+    for columns in grouped.values():
+        for runs in columns.values():
+            runs.sort(key=lambda c: c.get("repeat", 0))
+    return grouped
+
+
+def column_order(cells: list[dict]) -> list[str]:
+    seen = list(dict.fromkeys(c["column"] for c in cells))
+    return [c for c in BASE_COLUMNS if c in seen] + [c for c in seen if c not in BASE_COLUMNS]
+
+
+def summary(runs: list[dict]) -> tuple[float, float, int]:
+    """(mean value over repeats, standard error, repeats): the error is the larger of the mean
+    per-run standard error and the standard error of the repeat means."""
+    values = [r["value"] for r in runs]
+    stderr = float(np.mean([r.get("stderr", 0.0) for r in runs]))
+    if len(values) > 1:
+        stderr = max(stderr, float(np.std(values, ddof=1) / math.sqrt(len(values))))
+    return float(np.mean(values)), stderr, len(values)
+
+
+def _outcomes(runs: list[dict], repeats: int) -> tuple[list[float], list[str]] | None:
+    """The first `repeats` runs' per-example outcomes and golds, concatenated (None if absent)."""
+    chosen = runs[:repeats]
+    if any("outcomes" not in r for r in chosen):
+        return None
+    outcomes = [o for r in chosen for o in r["outcomes"]]
+    golds = [g for r in chosen for g in r["golds"]]
+    return outcomes, golds
+
+
+def _pair(
+    columns: dict[str, list[dict]], a: str, b: str
+) -> tuple[list[float], list[float], list[str], str] | None:
+    """(outcomes of a, outcomes of b, golds, metric) with repeats paired by seed; a shared base
+    column (one run) pairs with every repeat of the other. None when either is missing."""
+    runs_a, runs_b = columns.get(a), columns.get(b)
+    if not runs_a or not runs_b:
+        return None
+    if len(runs_a) == 1 and a in BASE_COLUMNS:
+        runs_a = runs_a * len(runs_b)
+    if len(runs_b) == 1 and b in BASE_COLUMNS:
+        runs_b = runs_b * len(runs_a)
+    repeats = min(len(runs_a), len(runs_b))
+    left, right = _outcomes(runs_a, repeats), _outcomes(runs_b, repeats)
+    if left is None or right is None or left[1] != right[1]:
+        return None
+    return left[0], right[0], left[1], runs_a[0]["metric"]
+
+
+def paired(
+    grouped: dict[str, dict[str, list[dict]]], task: str, a: str, b: str
+) -> Difference | None:
+    """metric(a) − metric(b) on `task`, with its paired bootstrap interval."""
+    pair = _pair(grouped[task], a, b)
+    return None if pair is None else paired_difference(*pair)
+
+
+def pooled(grouped: dict[str, dict[str, list[dict]]], a: str, b: str) -> Difference | None:
+    """The mean over tasks of metric(a) − metric(b), bootstrap stratified by task."""
+    parts = [_pair(columns, a, b) for columns in grouped.values()]
+    if not parts or any(part is None for part in parts):
+        return None
+    return pooled_difference(parts)  # type: ignore[arg-type]
+
+
+def show_difference(difference: Difference | None) -> str:
+    if difference is None:
+        return "—"
+    mark = "*" if difference.significant else ""
+    return f"{difference.value:+.3f} [{difference.low:+.3f}, {difference.high:+.3f}]{mark}"
+
+
+def transfer_efficiency(method: float, vanilla: float, ceiling: float) -> float:
+    """(transplanted − vanilla) ÷ (ceiling − vanilla): the share of the reachable gain."""
+    gap = ceiling - vanilla
+    return (method - vanilla) / gap if gap > 0 else math.nan
+
+
+def score_table(grouped: dict[str, dict[str, list[dict]]], columns: list[str]) -> str:
+    lines = [
+        "| task | metric | chance | " + " | ".join(columns) + " |",
+        "|---|---|---:" + "|---:" * len(columns) + "|",
+    ]
+    for task, row in grouped.items():
+        first = next(iter(row.values()))[0]
+        chance = first.get("metrics", {}).get("chance", [None])[0]
+        shown = []
+        for column in columns:
+            if column not in row:
+                shown.append("—")
+                continue
+            value, stderr, repeats = summary(row[column])
+            shown.append(f"{value:.3f} ± {stderr:.3f}" + (f" (×{repeats})" if repeats > 1 else ""))
+        chance_text = f"{chance:.3f}" if chance is not None else "—"
+        lines.append(f"| {task} | {first['metric']} | {chance_text} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
+def gain_table(grouped: dict[str, dict[str, list[dict]]], methods: list[str]) -> str:
+    lines = ["| task | " + " | ".join(methods) + " |", "|---" + "|---:" * len(methods) + "|"]
+    for task, row in grouped.items():
+        if VANILLA not in row:
+            continue
+        vanilla = summary(row[VANILLA])[0]
+        ceiling = summary(row["target ceiling"])[0] if "target ceiling" in row else math.nan
+        shown = []
+        for method in methods:
+            if method not in row:
+                shown.append("—")
+                continue
+            value = summary(row[method])[0]
+            efficiency = transfer_efficiency(value, vanilla, ceiling)
+            eff = "n/a: ceiling ≤ vanilla" if math.isnan(efficiency) else f"{efficiency:.0%}"
+            shown.append(f"{value - vanilla:+.3f} ({eff})")
+        lines.append(f"| {task} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
+def comparison_table(
+    grouped: dict[str, dict[str, list[dict]]], methods: list[str], against: str
+) -> str:
+    """Each method minus `against`, per task and pooled, with wins / ties / losses."""
+    others = [m for m in methods if m != against]
+    lines = [
+        "| task | " + " | ".join(f"{m} − {against}" for m in others) + " |",
+        "|---" + "|---:" * len(others) + "|",
+    ]
+    tally = {m: {"win": 0, "tie": 0, "loss": 0} for m in others}
+    for task in grouped:
+        shown = []
+        for method in others:
+            difference = paired(grouped, task, method, against)
+            if difference is not None:
+                tally[method][difference.verdict] += 1
+            shown.append(show_difference(difference))
+        lines.append(f"| {task} | " + " | ".join(shown) + " |")
+    if len(grouped) > 1:
+        pooled_row = [show_difference(pooled(grouped, m, against)) for m in others]
+        lines.append("| **pooled** | " + " | ".join(pooled_row) + " |")
+    counts = [f"{t['win']} / {t['tie']} / {t['loss']}" for t in tally.values()]
+    lines.append("| wins / ties / losses | " + " | ".join(counts) + " |")
+    return "\n".join(lines)
+
+
+def seconds_table(cells: list[dict], columns: list[str]) -> str:
+    totals = dict.fromkeys(columns, 0.0)
+    for cell in _done(cells):
+        totals[cell["column"]] = totals.get(cell["column"], 0.0) + cell.get("seconds", 0.0)
+    lines = ["| column | CPU seconds (all tasks and repeats) |", "|---|---:|"]
+    lines += [f"| {column} | {total:,.0f} |" for column, total in totals.items()]
+    lines.append(f"| **all** | {sum(totals.values()):,.0f} |")
+    return "\n".join(lines)
+
+
+def render_markdown(cells: list[dict]) -> str:
+    """`results.md`: every table, from the cells alone."""
+    grouped = group(cells)
+    columns = column_order(cells)
+    methods = [c for c in columns if c not in BASE_COLUMNS]
+    failed = [f"{c['task']} / {c['column']}" for c in cells if c.get("status") != "done"]
+    parts = [
+        "# titok bench",
+        "Headline metric per task (balanced accuracy on closed-answer tasks: a constant answer "
+        "scores the chance level; exact match on open ones), mean over repeats ± standard "
+        "error:",
+        score_table(grouped, columns),
+        "Gain over the target vanilla on the headline metric (transfer efficiency):",
+        gain_table(grouped, methods),
+    ]
+    if REFERENCE in methods and len(methods) > 1:
+        parts += [
+            "Paired differences against TiTok: difference [95% bootstrap interval] over the test "
+            "examples (repeats paired by seed; pooled: mean over tasks, bootstrap stratified by "
+            "task); * = the interval excludes 0:",
+            comparison_table(grouped, methods, REFERENCE),
+        ]
+    if methods:
+        parts += [
+            "Paired differences against the target vanilla (did anything arrive?):",
+            comparison_table(grouped, [VANILLA, *methods], VANILLA),
+        ]
+    parts += ["Wall time:", seconds_table(cells, columns)]
+    if failed:
+        parts.append("Failed cells: " + ", ".join(failed))
+    return "\n\n".join(parts) + "\n"
+
+
+def bar_chart(cells: list[dict], path: Path) -> None:
+    """The headline metric of every column per task, with error bars and chance marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grouped = group(cells)
+    columns = column_order(cells)
+    tasks = list(grouped)
+    width = 0.8 / max(1, len(columns))
+    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * len(columns) / 3), 4))
+    for index, column in enumerate(columns):
+        values, errors = [], []
+        for task in tasks:
+            runs = grouped[task].get(column)
+            value, stderr, _ = summary(runs) if runs else (0.0, 0.0, 0)
+            values.append(value)
+            errors.append(stderr)
+        positions = [t + (index - (len(columns) - 1) / 2) * width for t in range(len(tasks))]
+        axes.bar(positions, values, width, yerr=errors, label=column, capsize=2)
+    for t, task in enumerate(tasks):
+        first = next(iter(grouped[task].values()))[0]
+        chance = first.get("metrics", {}).get("chance", [None])[0]
+        if chance is not None:
+            axes.hlines(chance, t - 0.45, t + 0.45, colors="black", linestyles="dotted")
+    axes.set_xticks(range(len(tasks)), tasks, rotation=15)
+    axes.set_ylabel("headline metric (dotted: chance)")
+    axes.set_ylim(0, 1)
+    axes.legend(fontsize=8, ncol=3)
+    axes.set_title("titok bench")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def k_sweep_chart(cells: list[dict[str, Any]], base_k: float, path: Path) -> bool:
+    """The headline metric against k, one line per task, from `titok` and `titok:k=…`.
+
+    Error bars are one standard error and the axis spans 0–1, so that 1 of 25 examples does not
+    look like a trend.
+    """
+    points: dict[str, dict[float, tuple[float, float]]] = {}
+    for task, row in group(cells).items():
+        for column, runs in row.items():
+            if column == REFERENCE:
+                k = base_k
+            elif column.startswith("titok:k="):
+                k = float(column.split("=", 1)[1])
+            else:
+                continue
+            value, stderr, _ = summary(runs)
+            points.setdefault(task, {})[k] = (value, stderr)
+    if not any(len(p) > 1 for p in points.values()):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for task, by_k in points.items():
+        ks = sorted(by_k)
+        values, errors = zip(*(by_k[k] for k in ks), strict=True)
+        axes.errorbar(ks, values, yerr=errors, marker="o", capsize=3, label=task)
+    axes.set_xlabel("k (share of answer tokens trained)")
+    axes.set_ylabel("headline metric")
+    axes.set_ylim(0, 1)
+    axes.set_title("TiTok: token selection k")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def render(folder: Path, base_k: float = 0.7) -> str:
+    """Write `results.md`, `results.png` (and `k_sweep.png`) in `folder` from its cells."""
+    cells = load_cells(folder)
+    text = render_markdown(cells)
+    if k_sweep_chart(cells, base_k, folder / "k_sweep.png"):
+        text += "\nk sweep: k_sweep.png\n"
+    (folder / "results.md").write_text(text)
+    if _done(cells):
+        bar_chart(cells, folder / "results.png")
+    return text

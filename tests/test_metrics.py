@@ -1,0 +1,125 @@
+"""Metrics a constant answer cannot win; paired bootstrap intervals; the facts task."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.common import run_titok
+from titok.facts import ATTRIBUTES, make_facts
+from titok.metrics import (
+    balanced_accuracy,
+    closed_answer_metrics,
+    is_closed,
+    paired_difference,
+    pooled_difference,
+    top_prediction_share,
+)
+from titok.tasks import resolve_task
+
+LABELS = ["A", "B", "C", "D", "True", "False", "Yes", "No"]
+
+
+@given(st.lists(st.sampled_from(LABELS), min_size=1, max_size=60), st.data())
+@settings(max_examples=60, deadline=None)
+def test_a_constant_answer_scores_exactly_one_over_the_number_of_gold_answers(golds, data):
+    constant = data.draw(st.sampled_from(sorted(set(golds))))
+    correct = [gold == constant for gold in golds]
+    assert balanced_accuracy(correct, golds) == pytest.approx(1 / len(set(golds)))
+    metrics = closed_answer_metrics(correct, golds, [constant] * len(golds))
+    assert metrics["chance"][0] == pytest.approx(1 / len(set(golds)))
+    assert metrics["top_prediction_share"][0] == 1.0
+
+
+def test_balanced_accuracy_is_accuracy_when_every_answer_is_right_or_classes_are_even():
+    golds = ["Yes", "No"] * 5
+    assert balanced_accuracy([True] * 10, golds) == 1.0
+    assert balanced_accuracy([True, False] * 5, golds) == 0.5  # every Yes right, every No wrong
+    assert top_prediction_share(["Yes", "yes.", "No"]) == pytest.approx(2 / 3)
+
+
+def test_closed_and_open_answer_spaces():
+    assert is_closed(["(A)", "(B)", "(C)"])
+    assert is_closed(["True", "False", "true"])
+    assert not is_closed([str(n) for n in range(20)])
+
+
+def test_a_method_against_itself_differs_by_zero():
+    rng = np.random.default_rng(0)
+    golds = list(rng.choice(["A", "B", "C"], 80))
+    hits = rng.random(80) < 0.5
+    difference = paired_difference(hits, hits, golds)
+    assert difference.value == 0 and difference.low <= 0 <= difference.high
+    assert difference.verdict == "tie"
+
+
+def test_a_clearly_better_prediction_set_is_a_significant_win():
+    rng = np.random.default_rng(1)
+    golds = list(rng.choice(["Yes", "No"], 100))
+    better = rng.random(100) < 0.9
+    worse = rng.random(100) < 0.4
+    difference = paired_difference(better, worse, golds)
+    assert difference.low > 0 and difference.verdict == "win"
+    assert paired_difference(worse, better, golds, "exact_match").verdict == "loss"
+    # pooled over two tasks, stratified by task
+    pooled = pooled_difference(
+        [(better, worse, golds, "balanced_accuracy"), (better, worse, golds, "exact_match")]
+    )
+    assert pooled.low > 0 and pooled.n == 200
+
+
+def test_a_small_noisy_difference_is_a_tie():
+    golds = ["Yes", "No"] * 5
+    a = [True, False, True, True, False, True, False, True, True, False]
+    b = [True, True, False, True, False, True, False, True, False, False]
+    assert paired_difference(a, b, golds).verdict == "tie"
+
+
+def test_facts_are_deterministic_per_seed():
+    assert make_facts(3) == make_facts(3)
+    assert make_facts(3).facts != make_facts(4).facts
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_facts_test_paraphrases_never_appear_in_training_rows(seed):
+    task = make_facts(seed)
+    train_queries = {row.query for row in task.train}
+    assert not train_queries & {row.query for row in task.test}
+    held_out = {len(questions) - 1 for _, questions in ATTRIBUTES.values()}
+    assert {row.paraphrase for row in task.test} == held_out
+    assert held_out.isdisjoint({row.paraphrase for row in task.train})
+    # every test fact is also taught in training (with other wordings)
+    taught = {(row.entity, row.attribute, row.answer) for row in task.train}
+    assert all((row.entity, row.attribute, row.answer) in taught for row in task.test)
+    assert len(task.test) == len(task.facts) * len(ATTRIBUTES)
+
+
+def test_the_facts_task_resolves_with_its_own_split():
+    task = resolve_task("facts:0")
+    train, test = task.split(0.1, 123)  # the task's split, whatever the share and seed
+    assert len(test) == 120 and len(train) == 360
+    assert task.group_of[test[0].query] in ATTRIBUTES
+    small = resolve_task("facts:0:5").split(0.1, 0)[1]
+    assert small == test[: len(small)]  # a smaller knowledge base is a prefix of a larger one
+
+
+def test_make_task_writes_the_files(tmp_path):
+    done = run_titok("make-task", "facts", "--seed", "2", "--entities", "4", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {
+        "train.jsonl",
+        "test.jsonl",
+        "seeds.jsonl",
+        "queries.jsonl",
+        "facts.json",
+        "README.md",
+    }
+    seeds = [json.loads(line) for line in (tmp_path / "seeds.jsonl").read_text().splitlines()]
+    assert len(seeds) == 5 and all(set(s) == {"query", "answer"} for s in seeds)
+    queries = (tmp_path / "queries.jsonl").read_text()
+    assert "answer" not in queries and len(queries.splitlines()) == 4 * len(ATTRIBUTES) * 3
