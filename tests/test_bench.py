@@ -172,3 +172,21 @@ def test_ablations_are_columns_and_the_k_sweep_is_drawn(tmp_path):
     assert k_sweep_chart(cells, 0.7, tmp_path / "k.png")
     assert (tmp_path / "k.png").stat().st_size > 1000
     assert not k_sweep_chart(cells[:1], 0.7, tmp_path / "none.png")
+
+
+def test_readme_tables_are_rendered_from_committed_cells():
+    """Every table between `<!-- bench: DIR -->` and `<!-- /bench -->` in the README is a table
+    that `titok bench --render DIR` writes from the committed cells: no number drifts."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    blocks = re.findall(r"<!-- bench: (\S+) -->\n(.*?)<!-- /bench -->", readme, re.S)
+    assert blocks, "the README shows no committed bench results"
+    for folder, block in blocks:
+        rendered = render_markdown(load_cells(root / folder))
+        tables = re.findall(r"((?:^\|.*\|\n)+)", block, re.M)
+        assert tables, folder
+        for table in tables:
+            assert table in rendered, f"{folder}: a README table differs from --render:\n{table}"

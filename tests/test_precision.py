@@ -96,3 +96,21 @@ def test_a_dtype_typo_is_refused_with_a_suggestion(tiny_models, tmp_path):
     assert "--dtype must be one of auto, float32, bfloat16, got 'bfloat'" in done.stderr
     assert "did you mean 'bfloat16'" in done.stderr
     assert not (tmp_path / "eval").exists()
+
+
+def test_float32_logits_computes_the_output_layer_in_fp32_and_restores_it(tiny_models):
+    from titok.precision import float32_logits
+
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["target"], dtype=torch.bfloat16)
+    head = model.get_output_embeddings()
+    with torch.inference_mode():
+        rounded = model(input_ids=ids).logits
+        with float32_logits(model):
+            precise = model(input_ids=ids).logits
+    assert rounded.dtype == torch.bfloat16 and precise.dtype == torch.float32
+    # the logits carry more than bf16's 8 bits: most are off bf16's grid
+    off_grid = (precise.bfloat16().float() != precise).float().mean()
+    assert off_grid > 0.9
+    torch.testing.assert_close(precise, rounded.float(), rtol=0.02, atol=0.01)  # same logits
+    assert model.get_output_embeddings() is head  # restored

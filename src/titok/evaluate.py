@@ -10,6 +10,7 @@ prediction's share on closed-answer tasks, ROUGE-L on open ones, and names the h
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -27,7 +28,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from titok.data import Example
 from titok.distributed import map_shards, rank, world_size
 from titok.generation import quiet
-from titok.metrics import EXACT, closed_answer_metrics, grouped_metrics, headline_metric, rouge_l
+from titok.metrics import BALANCED, EXACT, closed_answer_metrics, grouped_metrics, rouge_l
+from titok.precision import float32_logits
 from titok.prompts import PLAIN_TEMPLATE, PromptFormat
 from titok.tasks import TaskSpec
 
@@ -153,9 +155,11 @@ def evaluate_model(
     metrics = {name: mean_stderr([p[name] for p in predictions]) for name in names}
     value, stderr = metrics[metric]
     correct = [p["correct"] for p in predictions]
-    if task.closed and None not in correct:
-        golds = [p["target"] for p in predictions]
-        extracted = [p["extracted"] for p in predictions]
+    golds = [p["target"] for p in predictions]
+    extracted = [p["extracted"] for p in predictions]
+    # closed: every example has a right/wrong outcome and the gold answers form a small set
+    closed = task.closed and bool(correct) and None not in correct
+    if closed:
         metrics.update(closed_answer_metrics(correct, golds, extracted))
     elif metric == EXACT:  # open answers: partial credit beside exact match
         for p in predictions:
@@ -163,12 +167,8 @@ def evaluate_model(
         metrics["rougeL"] = mean_stderr([p["rougeL"] for p in predictions])
         if task.group_of:
             groups = [task.group_of.get(p["input"], "") for p in predictions]
-            golds = [p["target"] for p in predictions]
-            extracted = [p["extracted"] for p in predictions]
             metrics.update(grouped_metrics(correct, golds, extracted, groups))
-    headline = headline_metric(task.closed and None not in correct) if correct else metric
-    if headline == EXACT and metric != EXACT:
-        headline = metric
+    headline = BALANCED if closed else metric  # open: the harness metric (rouge1 for LaMP)
     return EvalResult(
         value, stderr, len(predictions), predictions, f"{metric},{chosen}", metrics, headline
     )
@@ -215,14 +215,17 @@ def _harness_predictions(
     # titok shares the examples out itself; the harness returns results only where LOCAL_RANK is
     # 0 (its tensor-parallel rule), so each process presents itself as a single local process.
     local_rank = os.environ.pop("LOCAL_RANK", None)
+    # log-likelihoods of choices differ by fractions of a nat: bf16 logits would tie them
+    precise = float32_logits(model) if task.choices else contextlib.nullcontext()
     try:
-        output = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=[config],
-            apply_chat_template=fmt.kind == "chat-template",
-            log_samples=True,
-            verbosity="ERROR",
-        )
+        with precise:
+            output = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=[config],
+                apply_chat_template=fmt.kind == "chat-template",
+                log_samples=True,
+                verbosity="ERROR",
+            )
     finally:
         if local_rank is not None:
             os.environ["LOCAL_RANK"] = local_rank

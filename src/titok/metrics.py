@@ -38,10 +38,6 @@ def is_closed(golds: Sequence[str]) -> bool:
     return 0 < len({normalise(g) for g in golds}) <= CLOSED_MAX_LABELS
 
 
-def headline_metric(closed: bool) -> str:
-    return BALANCED if closed else EXACT
-
-
 def balanced_accuracy(correct: Sequence[bool] | np.ndarray, golds: Sequence[str]) -> float:
     """Mean over gold labels of the share of that label's examples answered correctly."""
     hits = np.asarray(correct, dtype=float)

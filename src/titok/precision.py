@@ -9,9 +9,11 @@ the bf16 logits; the LoRA weights being trained and their optimizer state stay i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -73,3 +75,36 @@ def dtype_setting(name: str) -> DtypeSetting:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+class _Float32Head(torch.nn.Module):
+    """An output layer that computes its logits in fp32 from the bf16 hidden states."""
+
+    def __init__(self, head: torch.nn.Linear) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(head.weight.detach().float(), requires_grad=False)
+        bias = head.bias
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().float(), False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)
+
+
+@contextmanager
+def float32_logits(model: Any) -> Iterator[None]:
+    """Within the block, `model` computes its output layer in fp32 (a temporary fp32 copy).
+
+    A bf16 logit of size 20 is rounded to a multiple of 0.125: enough to tie the log-likelihoods
+    of MMLU's four answer letters, whose argmax then always picks the first. Everything before
+    the output layer stays in bf16. Nothing changes for a model already in fp32.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = inner.get_output_embeddings()
+    if head is None or head.weight.dtype == torch.float32 or not isinstance(head, torch.nn.Linear):
+        yield
+        return
+    inner.set_output_embeddings(_Float32Head(head))
+    try:
+        yield
+    finally:
+        inner.set_output_embeddings(head)
