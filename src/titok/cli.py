@@ -72,6 +72,11 @@ def _main(
     _setup_logging(quiet)
 
 
+# `titok --help` lists the main commands first, then these panels.
+STAGES = "Single stages of a run directory"
+MORE = "More"
+
+
 def _stage(name: str, run_dir: Path, force: bool) -> None:
     from titok.pipeline import Run
 
@@ -85,7 +90,7 @@ def _stage_command(name: str, help_text: str) -> None:
     def command(run: RunOption, force: ForceOption = False) -> None:
         _stage(name, run, force)
 
-    app.command(name, help=help_text)(command)
+    app.command(name, help=help_text, rich_help_panel=STAGES)(command)
 
 
 # One command per stage; a run's method decides which of them it has (`titok status`).
@@ -101,7 +106,7 @@ for _name, _help in {
     _stage_command(_name, _help)
 
 
-@app.command()
+@app.command(rich_help_panel=STAGES)
 def status(run: RunOption) -> None:
     """Each stage of a run: done, stale (settings or inputs changed) or to do, with its figures."""
     from titok.pipeline import Run
@@ -109,17 +114,6 @@ def status(run: RunOption) -> None:
     for stage, state, figures in Run.open(run).status():
         shown = ", ".join(f"{k}={v}" for k, v in figures.items())
         print(f"{stage:<7} {state:<6} {shown}")
-
-
-@app.command()
-def report(
-    run: RunOption,
-    out: Annotated[Path | None, typer.Option(help="HTML file (default RUN/report.html).")] = None,
-) -> None:
-    """One self-contained HTML page: stages, tokens shaded by excess, alignment, evaluation."""
-    from titok.report import build_report
-
-    print(f"report: {build_report(run, out)}")
 
 
 @app.command()
@@ -322,7 +316,18 @@ def bench(
         print(f"k sweep: {out / 'k_sweep.png'}")
 
 
-@app.command("make-task")
+@app.command()
+def report(
+    run: RunOption,
+    out: Annotated[Path | None, typer.Option(help="HTML file (default RUN/report.html).")] = None,
+) -> None:
+    """One self-contained HTML page: stages, tokens shaded by excess, alignment, evaluation."""
+    from titok.report import build_report
+
+    print(f"report: {build_report(run, out)}")
+
+
+@app.command("make-task", rich_help_panel=MORE)
 def make_task(
     kind: Annotated[str, typer.Argument(help="The task to generate: facts.")],
     out: Annotated[Path, typer.Option(help="Directory for the task's files.")],
@@ -341,7 +346,7 @@ def make_task(
         print(path)
 
 
-@app.command("methods")
+@app.command("methods", rich_help_panel=MORE)
 def list_methods() -> None:
     """List the transplant methods."""
     from titok.methods import available
@@ -375,7 +380,7 @@ def demo(
     print(format_summary(summary))
 
 
-@app.command()
+@app.command(rich_help_panel=MORE)
 def version() -> None:
     """Print titok's version."""
     print(__version__)
