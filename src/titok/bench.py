@@ -283,7 +283,7 @@ class Bench:
         )
         queries = folder / "queries.jsonl"  # the training questions, without their answers
         if s.external_queries:
-            write_jsonl(queries, [{"query": e.query} for e in train])
+            queries.write_text("".join(json.dumps({"query": e.query}) + "\n" for e in train))
         for repeat in range(s.repeats):
             seed = s.seed + repeat
             seeds = folder / ("seeds.jsonl" if not repeat else f"seeds-r{repeat}.jsonl")
