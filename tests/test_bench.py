@@ -190,3 +190,18 @@ def test_readme_tables_are_rendered_from_committed_cells():
         assert tables, folder
         for table in tables:
             assert table in rendered, f"{folder}: a README table differs from --render:\n{table}"
+
+
+def test_external_query_columns_and_the_facts_settings(tmp_path):
+    settings = BenchSettings(
+        out=tmp_path, methods=["titok", "kd", "kd-5shot"], external_queries=True
+    )
+    bench = Bench(settings)
+    names = [v.name for v in bench.variants()]
+    assert names == ["titok", "kd", "kd-5shot", "titok:queries", "kd:queries"]
+    assert [v.external_queries for v in bench.variants()] == [False] * 3 + [True] * 2
+    facts = bench.transplant_config(bench.variants()[0], tmp_path, tmp_path / "s", 0, "facts")
+    assert facts.select.m == settings.facts_m and facts.train == settings.facts_train
+    other = bench.transplant_config(bench.variants()[0], tmp_path, tmp_path / "s", 0, "bbh")
+    assert other.select.m == settings.m and other.train == settings.transplant_train
+    assert bench.cell_key("facts:0", "titok") != bench.cell_key("facts:0", "titok:queries")
