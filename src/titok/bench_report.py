@@ -27,6 +27,7 @@ from titok.metrics import Difference, paired_difference, pooled_difference
 
 BASE_COLUMNS = ("source base", "source expert", "target vanilla", "target ceiling")
 REFERENCE = "titok"
+QUERIES = ":queries"  # the suffix of a column whose queries came from outside
 VANILLA = "target vanilla"
 
 
@@ -215,13 +216,21 @@ def render_markdown(cells: list[dict]) -> str:
         "Gain over the target vanilla on the headline metric (transfer efficiency):",
         gain_table(grouped, methods),
     ]
-    if REFERENCE in methods and len(methods) > 1:
-        parts += [
-            "Paired differences against TiTok: difference [95% bootstrap interval] over the test "
-            "examples (repeats paired by seed; pooled: mean over tasks, bootstrap stratified by "
-            "task); * = the interval excludes 0:",
-            comparison_table(grouped, methods, REFERENCE),
-        ]
+    # Each setting has its own TiTok to compare with: data-free columns against `titok`,
+    # external-query columns (`<method>:queries`) against `titok:queries`.
+    queried = [m for m in methods if m.endswith(QUERIES)]
+    data_free = [m for m in methods if m not in queried]
+    for reference, group_methods, setting in (
+        (REFERENCE, data_free, ""),
+        (REFERENCE + QUERIES, queried, " with external queries"),
+    ):
+        if reference in group_methods and len(group_methods) > 1:
+            parts += [
+                f"Paired differences against TiTok{setting}: difference [95% bootstrap interval] "
+                "over the test examples (repeats paired by seed; pooled: mean over tasks, "
+                "bootstrap stratified by task); * = the interval excludes 0:",
+                comparison_table(grouped, group_methods, reference),
+            ]
     if methods:
         parts += [
             "Paired differences against the target vanilla (did anything arrive?):",
@@ -244,7 +253,7 @@ def bar_chart(cells: list[dict], path: Path) -> None:
     columns = column_order(cells)
     tasks = list(grouped)
     width = 0.8 / max(1, len(columns))
-    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * len(columns) / 3), 4))
+    figure, axes = plt.subplots(figsize=(max(7, 1.6 * len(tasks) * len(columns) / 3), 5))
     for index, column in enumerate(columns):
         values, errors = [], []
         for task in tasks:
@@ -262,7 +271,8 @@ def bar_chart(cells: list[dict], path: Path) -> None:
     axes.set_xticks(range(len(tasks)), tasks, rotation=15)
     axes.set_ylabel("headline metric (dotted: chance)")
     axes.set_ylim(0, 1)
-    axes.legend(fontsize=8, ncol=3)
+    # below the axes: a legend inside would cover the tallest bars
+    axes.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     axes.set_title("titok bench")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
