@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/titok demo
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/pytest -q -m "not slow"
 	$(BIN)/pytest -q -m slow
 
@@ -30,7 +30,7 @@ test-fast: install
 	$(BIN)/pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 bench: install
 	$(BIN)/python benchmarks/align.py
