@@ -29,16 +29,15 @@ from titok import __version__
 from titok.bench_report import BASE_COLUMNS, render
 from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig, merge
 from titok.data import pick_seeds, write_jsonl
-from titok.distributed import device
 from titok.evaluate import evaluate_model
 from titok.finetune import train_on_examples
 from titok.models import load_model, load_tokenizer
 from titok.pipeline import Run
-from titok.precision import DtypeSetting, dtype_name, resolve_dtype
+from titok.precision import DtypeSetting, fingerprint_part, resolved_name
 from titok.prompts import prompt_format
 from titok.provenance import git_commit
 from titok.rundir import RunDir, fingerprint
-from titok.tasks import TaskSpec, resolve_task
+from titok.tasks import resolve_task
 
 log = logging.getLogger(__name__)
 
@@ -152,13 +151,17 @@ class Bench:
         again = f"__r{repeat}" if repeat else ""
         return self.cells_dir / f"{slug(task)}__{slug(column)}{again}.json"
 
-    def real_train(self, task: TaskSpec) -> TrainConfig:
-        """How the source expert and the ceiling are trained on the task's real rows."""
-        return self.settings.facts_train if task.family == "facts" else self.settings.real_train
+    def family_settings(self, family: str) -> tuple[TrainConfig, TrainConfig, int]:
+        """(real-row training, transplant training, M) for a task family: the knowledge task
+        trains every LoRA, expert, ceiling and transplant alike, on more samples."""
+        s = self.settings
+        if family == "facts":
+            return s.facts_train, s.facts_train, s.facts_m
+        return s.real_train, s.transplant_train, s.m
 
     def cell_key(self, task: str, column: str, repeat: int = 0) -> str:
         s = self.settings
-        family = task.partition(":")[0]
+        real_train, transplant_train, m = self.family_settings(task.partition(":")[0])
         shared = (
             task,
             column,
@@ -167,18 +170,17 @@ class Bench:
             s.limit,
             s.seed + repeat,
             s.max_new_tokens,
-            (s.facts_train if family == "facts" else s.real_train).result_settings(),
+            real_train.result_settings(),
             s.test_frac,
-            # fp32 cells keep the keys they had before the dtype setting existed
-            *([] if (dtype := self.dtype_name()) == "float32" else [dtype]),
+            *fingerprint_part(s.dtype),
         )
         variant = next((v for v in self.variants() if v.name == column), None)
         extra = (
             (
-                s.facts_m if family == "facts" else s.m,
+                m,
                 s.k,
                 s.synth.model_dump(),
-                (s.facts_train if family == "facts" else s.transplant_train).result_settings(),
+                transplant_train.result_settings(),
                 variant.method,
                 variant.overrides,
                 variant.external_queries,
@@ -187,10 +189,6 @@ class Bench:
             else ()
         )
         return fingerprint("bench-cell", __version__, *shared, *extra)
-
-    def dtype_name(self) -> str:
-        """The dtype this machine runs the bench in (the `dtype` setting resolved)."""
-        return dtype_name(resolve_dtype(self.settings.dtype, device()))
 
     def run_cell(
         self, task: str, column: str, compute: Callable[[], dict[str, Any]], repeat: int = 0
@@ -211,7 +209,7 @@ class Bench:
             task=task,
             column=column,
             repeat=repeat,
-            dtype=self.dtype_name(),
+            dtype=resolved_name(self.settings.dtype),
             key=key,
             seconds=round(time.perf_counter() - started, 1),
             git_commit=self.commit,
@@ -259,7 +257,7 @@ class Bench:
                 "predictions": [p["extracted"] for p in result.predictions],
             }
 
-        real_train = self.real_train(task)
+        real_train = self.family_settings(task.family)[0]
 
         def expert() -> Path:
             return train_on_examples(
@@ -321,8 +319,7 @@ class Bench:
         family: str = "",
     ) -> TransplantConfig:
         s = self.settings
-        # facts: as many samples as a third of the training rows, trained like the ceiling
-        facts = family == "facts"
+        _, train, m = self.family_settings(family)
         config = TransplantConfig(
             source_base=s.source,
             source_adapter=str(expert),
@@ -332,8 +329,8 @@ class Bench:
             seed=s.seed if seed is None else seed,
             dtype=s.dtype,
             synth=s.synth,
-            select=SelectConfig(m=s.facts_m if facts else s.m, k=s.k),
-            train=s.facts_train if facts else s.transplant_train,
+            select=SelectConfig(m=m, k=s.k),
+            train=train,
         )
         return TransplantConfig.model_validate(merge(config.model_dump(), variant.overrides))
 

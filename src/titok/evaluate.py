@@ -78,40 +78,29 @@ def harness_config(
     if fmt.kind == "plain":
         text = PLAIN_TEMPLATE.replace("{query}", "{{query}}")
         stops.append("\nQuestion:")
-    name = f"titok_{task.name.replace(':', '_').replace('/', '_')}"
-    if task.choices:  # log-likelihood of each choice as the answer, in the model's format
-        return {
-            "task": name,
-            "dataset_path": "json",
-            "dataset_kwargs": {"data_files": {"test": str(data_file)}},
-            "test_split": "test",
-            "output_type": "multiple_choice",
-            "doc_to_text": text,
-            "doc_to_choice": list(task.choices),
-            "doc_to_target": "{{answer}}",
-            "target_delimiter": "",
-            "metric_list": task.harness.get("metric_list", []),
-            "num_fewshot": 0,
-            "metadata": {"version": 1.0, "titok_prompt": fmt.kind},
-        }
-    return {
-        "task": name,
+    common = {
+        "task": f"titok_{task.name.replace(':', '_').replace('/', '_')}",
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(data_file)}},
         "test_split": "test",
-        "output_type": "generate_until",
         "doc_to_text": text,
         "doc_to_target": "{{answer}}",
         "target_delimiter": "",
-        "filter_list": task.harness.get("filter_list", []),
         "metric_list": task.harness.get("metric_list", []),
+        "num_fewshot": 0,
+        "metadata": {"version": 1.0, "titok_prompt": fmt.kind},
+    }
+    if task.choices:  # log-likelihood of each choice as the answer, in the model's format
+        return {**common, "output_type": "multiple_choice", "doc_to_choice": list(task.choices)}
+    return {
+        **common,
+        "output_type": "generate_until",
+        "filter_list": task.harness.get("filter_list", []),
         "generation_kwargs": {
             "until": sorted(set(stops)),
             "do_sample": False,
             "max_gen_toks": max_new_tokens,
         },
-        "num_fewshot": 0,
-        "metadata": {"version": 1.0, "titok_prompt": fmt.kind},
         **(
             {"process_results": task.harness["process_results"]}
             if "process_results" in task.harness

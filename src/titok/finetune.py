@@ -8,13 +8,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from titok.config import TrainConfig
 from titok.data import Example
-from titok.distributed import device, is_main, main_decides, wait_for_everyone
+from titok.distributed import is_main, main_decides, wait_for_everyone
 from titok.models import load_model, load_tokenizer
-from titok.precision import DtypeSetting, dtype_name, resolve_dtype
+from titok.precision import DtypeSetting, fingerprint_part
 from titok.prompts import PromptFormat, prompt_format
 from titok.rundir import RunDir, fingerprint
 from titok.train import TrainExample, save_adapter, train_lora
@@ -42,11 +40,13 @@ def train_on_examples(
     """A LoRA on `model_spec` trained on real examples, saved in `folder` (skipped when done)."""
     run_dir = RunDir(folder.parent).create()
     pairs = [(e.query, e.answer) for e in examples]
-    torch_dtype = resolve_dtype(dtype, device())
-    # fp32 keeps the fingerprint it had before the dtype setting existed
-    precision = [] if torch_dtype == torch.float32 else [dtype_name(torch_dtype)]
     stage_fp = fingerprint(
-        "real-data-lora", model_spec, pairs, config.result_settings(), seed, *precision
+        "real-data-lora",
+        model_spec,
+        pairs,
+        config.result_settings(),
+        seed,
+        *fingerprint_part(dtype),
     )
     outputs = [f"{folder.name}/adapter_model.safetensors"]
     if main_decides(run_dir.is_done(folder.name, stage_fp, outputs)):
@@ -55,7 +55,7 @@ def train_on_examples(
     tokenizer = load_tokenizer(model_spec)
     fmt = prompt_format(tokenizer, model_spec)
     model, figures = train_lora(
-        load_model(model_spec, dtype=torch_dtype),
+        load_model(model_spec, dtype=dtype),
         full_answer_examples(tokenizer, fmt, examples),
         config,
         pad_id=tokenizer.pad_token_id,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 
+from titok.distributed import device
 from titok.errors import ConfigError, did_you_mean
 
 DtypeSetting = Literal["auto", "float32", "bfloat16"]
@@ -75,6 +76,18 @@ def dtype_setting(name: str) -> DtypeSetting:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def resolved_name(setting: DtypeSetting) -> str:
+    """The dtype name `setting` resolves to on this process's device."""
+    return dtype_name(resolve_dtype(setting, device()))
+
+
+def fingerprint_part(setting: DtypeSetting) -> list[str]:
+    """What the dtype adds to a fingerprint or cache key: nothing for fp32, so keys made before
+    the setting existed still hold; the resolved name otherwise."""
+    name = resolved_name(setting)
+    return [] if name == "float32" else [name]
 
 
 class _Float32Head(torch.nn.Module):

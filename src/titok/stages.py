@@ -17,10 +17,10 @@ from titok import card, excess, select, synth
 from titok.align import AlignmentStats, align_offsets, token_offsets
 from titok.config import TransplantConfig
 from titok.data import Example, read_queries, read_seeds
-from titok.distributed import device, is_main, wait_for_everyone
+from titok.distributed import is_main, wait_for_everyone
 from titok.errors import GenerationError, RunDirError
 from titok.pipeline import Run, Stage
-from titok.precision import dtype_name, resolve_dtype
+from titok.precision import fingerprint_part
 from titok.train import Checkpoints, TrainExample, save_adapter, train_lora
 
 
@@ -80,13 +80,9 @@ def synth_settings(c: TransplantConfig) -> Any:
         c.seed,
         c.target_base if writer == "target" else None,
         *(["4bit"] if c.load_in_4bit else []),  # absent by default: older fingerprints hold
-        *([f"dtype:{dtype}"] if (dtype := compute_dtype(c)) != "float32" else []),  # likewise
+        # the dtype this machine computes in: part of every later fingerprint (they chain)
+        *(f"dtype:{name}" for name in fingerprint_part(c.dtype)),
     )
-
-
-def compute_dtype(c: TransplantConfig) -> str:
-    """The dtype this machine computes the run in: part of every fingerprint (via synth's)."""
-    return dtype_name(resolve_dtype(c.dtype, device()))
 
 
 SYNTH = Stage(
