@@ -22,6 +22,7 @@ from peft import PeftModel
 
 from titok import excess, select
 from titok.data import Example
+from titok.methods import open_run
 from titok.models import load_model
 from titok.pipeline import Run
 
@@ -43,7 +44,7 @@ def score(run: Run, samples: list[Example], dtype: str) -> tuple[list[np.ndarray
 
 
 def compare(run_dir: Path) -> dict:
-    run = Run.open(run_dir)
+    run = open_run(run_dir)
     rows = run.run_dir.read_jsonl("synthetic.jsonl", "synth")
     samples = [Example(r["query"], r["answer"]) for r in rows]
     n_end = len(run.source_format.end_ids)

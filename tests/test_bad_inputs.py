@@ -1,7 +1,7 @@
 """Bad inputs: each gives one actionable message, exit status 2, and nothing half-written.
 
 With TITOK_CATALOGUE=<file>, each case appends its message, as users see it, to a Markdown table
-(the README's catalogue comes from it).
+(docs/reliability.md's catalogue comes from it).
 """
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ def test_bad_input_gives_one_clear_error_and_writes_nothing(case, tiny_models, t
     allowed = {"synthetic.jsonl", "scored.jsonl", "synth.json", "score.json"}
     assert not (artifacts - allowed), artifacts
     assert not [p for p in made if p.name.startswith(TEMP_PREFIX)]
-    if os.environ.get("TITOK_CATALOGUE"):  # the README's table of messages
+    if os.environ.get("TITOK_CATALOGUE"):  # docs/reliability.md's table of messages
         shown = message.replace(str(tmp_path), "…").replace("|", "\\|")
         with open(os.environ["TITOK_CATALOGUE"], "a") as out:
             out.write(f"| {case.name} | {shown} |\n")

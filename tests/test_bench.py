@@ -8,13 +8,14 @@ import math
 import pytest
 
 from tests.common import run_titok
-from titok.bench import Bench, BenchSettings, write_report
+from titok.bench import Bench, BenchSettings, screen_tasks, write_report
 from titok.bench_report import (
     gain_table,
     group,
     k_sweep_chart,
     load_cells,
     render_markdown,
+    screen_table,
     transfer_efficiency,
 )
 from titok.config import SynthConfig, TrainConfig
@@ -174,22 +175,26 @@ def test_ablations_are_columns_and_the_k_sweep_is_drawn(tmp_path):
     assert not k_sweep_chart(cells[:1], 0.7, tmp_path / "none.png")
 
 
-def test_readme_tables_are_rendered_from_committed_cells():
-    """Every table between `<!-- bench: DIR -->` and `<!-- /bench -->` in the README is a table
-    that `titok bench --render DIR` writes from the committed cells: no number drifts."""
+def test_documented_tables_are_rendered_from_committed_cells():
+    """Every table between `<!-- bench: DIR -->` and `<!-- /bench -->` in the README and docs/ is
+    a table that `titok bench --render DIR` writes from the committed cells: no number drifts."""
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text()
-    blocks = re.findall(r"<!-- bench: (\S+) -->\n(.*?)<!-- /bench -->", readme, re.S)
-    assert blocks, "the README shows no committed bench results"
-    for folder, block in blocks:
-        rendered = render_markdown(load_cells(root / folder))
-        tables = re.findall(r"((?:^\|.*\|\n)+)", block, re.M)
-        assert tables, folder
-        for table in tables:
-            assert table in rendered, f"{folder}: a README table differs from --render:\n{table}"
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    readme_blocks = re.findall(r"<!-- bench: (\S+) -->", pages[0].read_text())
+    assert readme_blocks, "the README shows no committed bench results"
+    for page in pages:
+        text = page.read_text()
+        for folder, block in re.findall(r"<!-- bench: (\S+) -->\n(.*?)<!-- /bench -->", text, re.S):
+            rendered = render_markdown(load_cells(root / folder))
+            tables = re.findall(r"((?:^\|.*\|\n)+)", block, re.M)
+            assert tables, f"{page.name}: {folder}"
+            for table in tables:
+                assert table in rendered, (
+                    f"{page.name}: {folder}: a table differs from --render:\n{table}"
+                )
 
 
 def test_external_query_columns_and_the_facts_settings(tmp_path):
@@ -205,3 +210,22 @@ def test_external_query_columns_and_the_facts_settings(tmp_path):
     other = bench.transplant_config(bench.variants()[0], tmp_path, tmp_path / "s", 0, "bbh")
     assert other.select.m == settings.m and other.train == settings.transplant_train
     assert bench.cell_key("facts:0", "titok") != bench.cell_key("facts:0", "titok:queries")
+
+
+def test_the_screen_keeps_tasks_whose_expert_beats_its_base_and_chance(tmp_path):
+    knows, guesses = [1] * 36 + [0] * 4, [1, 0] * 20
+    cells = [
+        fake_cell("learned", "source base", guesses),
+        fake_cell("learned", "source expert", knows),
+        fake_cell("nothing", "source base", guesses),
+        fake_cell("nothing", "source expert", guesses),
+    ]
+    table, kept = screen_table(group(cells))
+    assert kept == ["learned"]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert rows["learned"].rstrip(" |").endswith("yes")
+    assert rows["nothing"].rstrip(" |").endswith("no")
+    assert "Kept: 1 of 2 (learned)" in render_markdown(cells)
+    screen = Bench(BenchSettings(out=tmp_path, screen=True))
+    assert screen.columns() == ["source base", "source expert"] and not screen.variants()
+    assert "bbh:navigate" in screen_tasks() and "facts:0" in screen_tasks()

@@ -13,8 +13,8 @@ from transformers import AutoModelForCausalLM
 from titok.config import TransplantConfig
 from titok.data import Example
 from titok.errors import AdapterError
+from titok.methods import new_run
 from titok.pipeline import Run
-from titok.rundir import RunDir
 
 TINY = {
     "synth": {"max_query_tokens": 8, "max_answer_tokens": 6, "batch_size": 8, "pool_factor": 2},
@@ -42,7 +42,7 @@ def make_run(models: dict[str, Path], out: Path, **changes) -> Run:
             settings[section] = {**settings[section], name: value}
         else:
             settings[key] = value
-    run = Run(TransplantConfig.model_validate(settings), RunDir(out))
+    run = new_run(TransplantConfig.model_validate(settings), out)
     run.save_config()
     return run
 

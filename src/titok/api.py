@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from titok.config import TransplantConfig, build_config
-from titok.pipeline import Run
-from titok.rundir import RunDir
+from titok.methods import new_run
 
 
 def transplant(out: str | Path, config: str | Path | None = None, **settings: Any) -> Path:
@@ -18,7 +17,7 @@ def transplant(out: str | Path, config: str | Path | None = None, **settings: An
     settings did not change are skipped.
     """
     resolved = build_config(TransplantConfig, config, settings)
-    run = Run(resolved, RunDir(out))
+    run = new_run(resolved, out)
     run.save_config()
     run.run_all()
     return run.run_dir.path("adapter")

@@ -25,19 +25,19 @@ from typing import Any
 
 from peft import PeftModel
 
-from titok import __version__
 from titok.bench_report import BASE_COLUMNS, render
 from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig, merge
 from titok.data import pick_seeds, write_jsonl
 from titok.evaluate import evaluate_model
 from titok.finetune import train_on_examples
+from titok.methods import new_run
 from titok.models import load_model, load_tokenizer
-from titok.pipeline import Run
 from titok.precision import DtypeSetting, fingerprint_part, resolved_name
 from titok.prompts import prompt_format
 from titok.provenance import git_commit
-from titok.rundir import RunDir, fingerprint
+from titok.rundir import fingerprint
 from titok.tasks import resolve_task
+from titok.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,24 @@ DEFAULT_TASKS = (
     "mmlu:high_school_geography",
     "mmlu:marketing",
 )
+
+
+# The screen (`titok bench --screen`): every shared BBH task, one MMLU subject from each of the
+# four groups (STEM, humanities, social sciences, other) and the knowledge task.
+SCREEN_MMLU = (
+    "mmlu:high_school_biology",
+    "mmlu:world_religions",
+    "mmlu:high_school_geography",
+    "mmlu:marketing",
+)
+SCREEN_COLUMNS = ("source base", "source expert")
+
+
+def screen_tasks(data_dir: Path | None = None) -> list[str]:
+    """The tasks the screen measures: every BBH task in the data directory, SCREEN_MMLU, facts:0."""
+    from titok.tasks import bbh_task_names
+
+    return [*(f"bbh:{name}" for name in bbh_task_names(data_dir)), *SCREEN_MMLU, "facts:0"]
 
 
 ALL_METHODS = ("titok", "kd", "kd-mined", "kd-5shot", "translora", "tuneshift-kd")
@@ -98,6 +116,8 @@ class BenchSettings:
     max_new_tokens: int = 32
     data_dir: Path | None = None
     dtype: DtypeSetting = "auto"
+    # Only the source base and expert: which tasks have knowledge to move (bench_report.screen)
+    screen: bool = False
     synth: SynthConfig = field(
         default_factory=lambda: SynthConfig(
             query_prompt="continue", diversity_filter="dedup", max_answer_tokens=64
@@ -135,6 +155,8 @@ class Bench:
         self.commit = git_commit()
 
     def variants(self) -> list[Variant]:
+        if self.settings.screen:
+            return []
         chosen = [Variant(name, name) for name in self.settings.methods]
         if self.settings.external_queries:
             chosen += [
@@ -145,6 +167,8 @@ class Bench:
         return chosen + (ablations() if self.settings.ablations else [])
 
     def columns(self) -> list[str]:
+        if self.settings.screen:
+            return list(SCREEN_COLUMNS)
         return [*BASE_COLUMNS, *(v.name for v in self.variants())]
 
     def cell_path(self, task: str, column: str, repeat: int = 0) -> Path:
@@ -273,6 +297,8 @@ class Bench:
         self.run_cell(
             task_name, "source expert", lambda: evaluate(s.source, expert, "source expert")
         )
+        if s.screen:
+            return
         self.run_cell(
             task_name, "target vanilla", lambda: evaluate(s.target, None, "target vanilla")
         )
@@ -295,7 +321,7 @@ class Bench:
                     config = self.transplant_config(variant, expert(), seeds, seed, task.family)
                     if variant.external_queries:
                         config.queries = str(queries)
-                    run = Run(config, RunDir(folder / slug(name)))
+                    run = new_run(config, folder / slug(name))
                     run.save_config()
                     siblings = [d for d in folder.iterdir() if d.is_dir() and d != run.run_dir.root]
                     adopted = run.adopt_finished(siblings)

@@ -191,6 +191,58 @@ def comparison_table(
     return "\n".join(lines)
 
 
+def chance_of(row: dict[str, list[dict]]) -> float | None:
+    """The task's chance level (closed answers), from any of its cells."""
+    first = next(iter(row.values()))[0]
+    return first.get("metrics", {}).get("chance", [None])[0]
+
+
+def knowledge_to_move(row: dict[str, list[dict]]) -> tuple[Difference | None, float, bool] | None:
+    """(expert − base with its paired interval, (expert − chance) ÷ expert's standard error,
+    kept) for a task with both source cells; None otherwise.
+
+    Kept: the expert beats its base (the paired 95% interval, about two standard errors, lies
+    above 0) and chance (0 on open answers) by at least two standard errors. A transplant
+    cannot move knowledge the expert does not have, so only kept tasks can show transfer.
+    """
+    if "source base" not in row or "source expert" not in row:
+        return None
+    pair = _pair(row, "source expert", "source base")
+    difference = None if pair is None else paired_difference(*pair)
+    expert, stderr, _ = summary(row["source expert"])
+    above_chance = (expert - (chance_of(row) or 0.0)) / stderr if stderr > 0 else math.inf
+    kept = difference is not None and difference.low > 0 and above_chance >= 2
+    return difference, above_chance, kept
+
+
+def screen_table(grouped: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
+    """Which tasks have knowledge to move (`knowledge_to_move`), and the kept tasks."""
+    lines = [
+        "| task | metric | n | chance | source base | source expert | expert − base "
+        "[95% interval] | (expert − chance) ÷ SE | kept |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    kept_tasks = []
+    for task, row in grouped.items():
+        screened = knowledge_to_move(row)
+        if screened is None:
+            continue
+        difference, above_chance, kept = screened
+        base, base_se, _ = summary(row["source base"])
+        expert, expert_se, _ = summary(row["source expert"])
+        chance = chance_of(row)
+        first = row["source expert"][0]
+        lines.append(
+            f"| {task} | {first['metric']} | {first.get('n', len(first.get('outcomes', [])))} | "
+            + (f"{chance:.3f}" if chance is not None else "—")
+            + f" | {base:.3f} ± {base_se:.3f} | {expert:.3f} ± {expert_se:.3f} | "
+            + f"{show_difference(difference)} | {above_chance:.1f} | {'yes' if kept else 'no'} |"
+        )
+        if kept:
+            kept_tasks.append(task)
+    return "\n".join(lines), kept_tasks
+
+
 def seconds_table(cells: list[dict], columns: list[str]) -> str:
     totals = dict.fromkeys(columns, 0.0)
     for cell in _done(cells):
@@ -235,6 +287,16 @@ def render_markdown(cells: list[dict]) -> str:
         parts += [
             "Paired differences against the target vanilla (did anything arrive?):",
             comparison_table(grouped, [VANILLA, *methods], VANILLA),
+        ]
+    screen, kept = screen_table(grouped)
+    if len(screen.splitlines()) > 2:
+        parts += [
+            "Knowledge to move (the screen): a task is kept when the source expert beats its "
+            "base (paired 95% interval above 0) and chance (0 on open answers) by two standard "
+            f"errors. Kept: {len(kept)} of {len(grouped)}"
+            + (f" ({', '.join(kept)})" if kept else "")
+            + ".",
+            screen,
         ]
     parts += ["Wall time:", seconds_table(cells, columns)]
     if failed:

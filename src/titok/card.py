@@ -1,51 +1,166 @@
-"""The model card written beside every transplanted adapter (README.md in the adapter folder)."""
+"""The model card written beside every transplanted adapter (`README.md` in the adapter folder).
+
+Built from plain data (`CardFacts`), so the card knows nothing of the pipeline: the train stage
+fills it when the adapter is written, `titok export` again with the evaluations the run
+directory holds by then. The front matter carries the Hub's metadata (`base_model`, tags and,
+when there are evaluations, `model-index`), so a Hub page renders the results.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from titok import __version__
+import yaml
 
-if TYPE_CHECKING:
-    from titok.pipeline import Run
+from titok.version import __version__
+
+# Stages whose figures the card lists, in pipeline order.
+CARD_STAGES = ("synth", "score", "judge", "select", "align", "teacher", "train")
 
 
-def model_card(run: Run, train_figures: dict[str, Any]) -> str:
-    c = run.config
-    stages = {}
-    for stage in ("synth", "score", "select", "align"):
-        manifest = run.run_dir.manifest(stage)
-        if manifest:
-            stages[stage] = manifest["figures"]
-    stages["train"] = train_figures
-    ending = " answer (its end-of-answer token always)" if c.select.end_token == "always" else ""
-    figures = "\n".join(f"- **{name}**: {json.dumps(values)}" for name, values in stages.items())
+@dataclass
+class CardFacts:
+    """What the card says: the run's settings, its figures, its evaluations."""
+
+    settings: dict[str, Any]  # TransplantConfig.model_dump()
+    prompt: str  # how the target was prompted in training (PromptFormat.describe())
+    figures: dict[str, dict[str, Any]]  # stage -> its figures
+    # model / adapter -> the commit the Hub resolved it to (absent for local paths)
+    revisions: dict[str, str] = field(default_factory=dict)
+    # {"task", "metric", "value", "n"} of the transplanted adapter on the target base
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stage_figures(stages_dir: Path, train_figures: dict[str, Any] | None = None) -> dict:
+    """Each finished stage's figures, from its manifest in `stages_dir`."""
+    figures = {}
+    for stage in CARD_STAGES:
+        manifest = stages_dir / f"{stage}.json"
+        if manifest.is_file():
+            figures[stage] = json.loads(manifest.read_text()).get("figures", {})
+    if train_figures is not None:
+        figures["train"] = train_figures
+    return figures
+
+
+def evaluations(root: Path) -> list[dict[str, Any]]:
+    """Every evaluation row a run directory holds: `evaluation.json` (the demo's table) and the
+    `result.json` of each `titok eval --out` under it."""
+    rows = []
+    table = root / "evaluation.json"
+    if table.is_file():
+        rows += json.loads(table.read_text())
+    for file in sorted(root.rglob("result.json")):
+        result = json.loads(file.read_text())
+        name = f"{result['model']}" + (" + adapter" if result.get("adapter") else "")
+        rows.append({**result, "name": name})
+    return rows
+
+
+def adapter_evaluations(root: Path) -> list[dict[str, Any]]:
+    """The rows of `evaluations(root)` that measured this run's adapter, on their headline."""
+    adapter = (root / "adapter").resolve()
+    chosen = []
+    for row in evaluations(root):
+        if "adapter" in row:  # a `titok eval` result
+            if not row["adapter"] or Path(row["adapter"]).resolve() != adapter:
+                continue
+            metric = row.get("headline", row["metric"])
+            value = row.get("metrics", {}).get(metric, {}).get("value", row["value"])
+        elif str(row.get("name", "")).startswith("target +"):  # the demo's transplanted row
+            metric, value = row["metric"], row["value"]
+        else:
+            continue
+        chosen.append({"task": row["task"], "metric": metric, "value": value, "n": row["n"]})
+    return chosen
+
+
+def front_matter(facts: CardFacts) -> dict[str, Any]:
+    s = facts.settings
+    data: dict[str, Any] = {
+        "library_name": "peft",
+        "base_model": s["target_base"],
+        "tags": ["lora", "titok", "transplant", s["method"]],
+    }
+    if facts.evaluations:
+        data["model-index"] = [
+            {
+                "name": f"titok-{s['method']}-transplant",
+                "results": [
+                    {
+                        "task": {"type": "text-generation"},
+                        "dataset": {"name": row["task"], "type": row["task"].partition(":")[0]},
+                        "metrics": [
+                            {
+                                "type": row["metric"],
+                                "value": round(float(row["value"]), 4),
+                                "name": f"{row['metric']} (n={row['n']})",
+                            }
+                        ],
+                    }
+                    for row in facts.evaluations
+                ],
+            }
+        ]
+    return data
+
+
+def model_card(facts: CardFacts) -> str:
+    s = facts.settings
+    select = s["select"]
+    ending = " answer (its end-of-answer token always)" if select["end_token"] == "always" else ""
+    figures = "\n".join(f"- **{name}**: {json.dumps(v)}" for name, v in facts.figures.items())
+    revisions = "".join(
+        f"\n- `{name}` at commit `{commit}`" for name, commit in facts.revisions.items()
+    )
+    results = "".join(
+        f"\n| {row['task']} | {row['metric']} | {float(row['value']):.4f} | {row['n']} |"
+        for row in facts.evaluations
+    )
+    evaluation = (
+        "| task | metric | value | n |\n|---|---|---:|---:|" + results
+        if results
+        else "Not evaluated yet: `titok eval --model <target base> --adapter <this folder> "
+        "--task <task> --out <run>/eval/<name>`, then `titok export`, lists the results here."
+    )
+    t = s["train"]
+    lora = f"r {t['r']}, alpha {t['alpha']}, lr {t['lr']}, {t['epochs']} epochs"
+    meta = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True)
     return f"""---
-library_name: peft
-base_model: {c.target_base}
-tags: [lora, titok, transplant]
----
+{meta}---
 # LoRA transplanted with titok
 
-A LoRA for **{c.target_base}**, transplanted from the adapter `{c.source_adapter}` on
-**{c.source_base}** with method **{c.method}** (titok {__version__}), without the adapter's
-training data: the source expert wrote and answered synthetic queries from the seeds in
-`{c.seeds}`, every answer token was scored by contrastive excess, and the target LoRA was trained
-on the top {c.select.m} samples and the top {c.select.k:.0%} tokens of each{ending}.
+A LoRA for **{s["target_base"]}**, transplanted from the adapter `{s["source_adapter"]}` on
+**{s["source_base"]}** with method **{s["method"]}** (titok {__version__}), without the
+adapter's training data.
 
 ## Use
 ```python
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
-base = AutoModelForCausalLM.from_pretrained("<the target base>")
+base = AutoModelForCausalLM.from_pretrained("{s["target_base"]}")
 model = PeftModel.from_pretrained(base, "<this folder>")
 ```
-Prompt it as it was trained: {run.target_format.describe()}.
+Prompt it as it was trained: {facts.prompt}.
+
+## How it was made
+1. The source expert ({s["source_base"]} + `{s["source_adapter"]}`) wrote and answered
+   synthetic queries from the seed examples in `{s["seeds"]}`.
+2. Every answer token was scored by its contrastive excess, log p(expert) − log p(base).
+3. The top {select["m"]} samples and the top {select["k"]:.0%} tokens of each{ending} were kept
+   (method `{s["method"]}`: see `titok methods`), and carried to the target's tokenizer by text.
+4. A LoRA ({lora}) was trained on the frozen {s["target_base"]} on the kept tokens only.
+{("Resolved from the Hugging Face Hub:" + revisions) if revisions else ""}
+
+## Evaluation
+{evaluation}
 
 ## Settings
 ```json
-{json.dumps(c.model_dump(), indent=2)}
+{json.dumps(s, indent=2)}
 ```
 
 ## Figures measured in this run

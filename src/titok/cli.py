@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from titok import __version__
 from titok.errors import TitokError
+from titok.version import __version__
 
 app = typer.Typer(
     add_completion=False,
@@ -78,9 +78,9 @@ MORE = "More"
 
 
 def _stage(name: str, run_dir: Path, force: bool) -> None:
-    from titok.pipeline import Run
+    from titok.methods import open_run
 
-    run = Run.open(run_dir)
+    run = open_run(run_dir)
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, run_dir / "run.log")
     ran = run.run_stage(run.stage(name), force)
     console.print(f"{name}: {'done' if ran else 'up to date'} ({run_dir})")
@@ -109,9 +109,9 @@ for _name, _help in {
 @app.command(rich_help_panel=STAGES)
 def status(run: RunOption) -> None:
     """Each stage of a run: done, stale (settings or inputs changed) or to do, with its figures."""
-    from titok.pipeline import Run
+    from titok.methods import open_run
 
-    for stage, state, figures in Run.open(run).status():
+    for stage, state, figures in open_run(run).status():
         shown = ", ".join(f"{k}={v}" for k, v in figures.items())
         print(f"{stage:<7} {state:<6} {shown}")
 
@@ -122,7 +122,13 @@ def transplant(
     source_base: Annotated[
         str | None, typer.Option(help="Model the adapter was trained on.")
     ] = None,
-    source_adapter: Annotated[str | None, typer.Option(help="PEFT LoRA directory.")] = None,
+    source_adapter: Annotated[
+        str | None,
+        typer.Option(help="PEFT LoRA: a directory or a Hub id (owner/name, owner/name@rev)."),
+    ] = None,
+    source_adapter_revision: Annotated[
+        str | None, typer.Option(help="Branch, tag or commit of a Hub source adapter.")
+    ] = None,
     target_base: Annotated[str | None, typer.Option(help="Model to transplant to.")] = None,
     seeds: Annotated[str | None, typer.Option(help="JSONL of {query, answer} examples.")] = None,
     queries: Annotated[
@@ -156,12 +162,12 @@ def transplant(
 ) -> None:
     """Transplant a LoRA from the source base to the target base (all stages, resumable)."""
     from titok.config import TransplantConfig, build_config
-    from titok.pipeline import Run
-    from titok.rundir import RunDir
+    from titok.methods import new_run
 
     flags: dict[str, Any] = {
         "source_base": source_base,
         "source_adapter": source_adapter,
+        "source_adapter_revision": source_adapter_revision,
         "target_base": target_base,
         "seeds": seeds,
         "queries": queries,
@@ -173,7 +179,7 @@ def transplant(
         "kd": {"kl_weight": kl_weight},
     }
     settings = build_config(TransplantConfig, config, flags)
-    run = Run(settings, RunDir(out))
+    run = new_run(settings, out)
     run.save_config(overwrite)
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "run.log")
     run.run_all()
@@ -264,6 +270,15 @@ def bench(
         Path | None,
         typer.Option(help="Only write results.md and the charts of this bench directory."),
     ] = None,
+    screen: Annotated[
+        bool,
+        typer.Option(
+            help="Only the source base and expert, on every BBH task, four MMLU subjects and "
+            "facts:0 (or --tasks): which tasks have knowledge to move."
+        ),
+    ] = False,
+    source: Annotated[str, typer.Option(help="Source base model.")] = "smollm2-135m",
+    target: Annotated[str, typer.Option(help="Target base model.")] = "gemma3-270m",
     dtype: DtypeOption = "auto",
 ) -> None:
     """The comparison table: source base/expert, target vanilla/ceiling, each method.
@@ -285,11 +300,21 @@ def bench(
         raise ConfigError(f"--test-frac must be between 0 and 1, got {test_frac}")
     if repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {repeats}")
-    from titok.bench import ALL_METHODS, DEFAULT_TASKS, Bench, BenchSettings, write_report
+    from titok.bench import (
+        ALL_METHODS,
+        DEFAULT_TASKS,
+        Bench,
+        BenchSettings,
+        screen_tasks,
+        write_report,
+    )
     from titok.methods import get_method
     from titok.precision import dtype_setting
 
-    chosen = [t.strip() for t in tasks.split(",")] if tasks else list(DEFAULT_TASKS)
+    if tasks:
+        chosen = [t.strip() for t in tasks.split(",")]
+    else:
+        chosen = screen_tasks(data_dir) if screen else list(DEFAULT_TASKS)
     method_names = [n.strip() for n in methods.split(",")] if methods else list(ALL_METHODS)
     for name in method_names:
         get_method(name)  # fail fast on a typo, before hours of work
@@ -307,6 +332,9 @@ def bench(
         test_frac=test_frac,
         repeats=repeats,
         dtype=dtype_setting(dtype),
+        screen=screen,
+        source=source,
+        target=target,
     )
     bench_run = Bench(settings)
     bench_run.run()
@@ -393,6 +421,9 @@ def main() -> None:
         signal.signal(signal.SIGTERM, _stopped_by_launcher)
     try:
         app(standalone_mode=False)
+        from titok.distributed import finish
+
+        finish()
     except TitokError as error:
         _report(str(error))
         _exit(2)
@@ -416,6 +447,13 @@ def _exit(status: int) -> None:
     # A SIGTERM from the launcher during interpreter shutdown (when Python has put back the
     # default handlers) would turn this status into -15: ignore it from here on.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # The process group is still open and a peer may be gone: interpreter shutdown could
+        # abort in gloo's threads (SIGABRT instead of this status). Flush and leave at once.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     sys.exit(status)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from titok.errors import ConfigError, did_you_mean
 from titok.precision import DtypeSetting
@@ -207,6 +207,10 @@ class TransplantConfig(_Settings):
     queries: str | None = Field(
         None, description="JSONL of {query} to label instead of generating queries (SPEC §2.1)."
     )
+    source_adapter_revision: str | None = Field(
+        None,
+        description="Branch, tag or commit of a Hub source adapter (or write `owner/name@rev`).",
+    )
     method: str = Field("titok", description="Transplant method; `titok methods` lists them.")
     load_in_4bit: bool = Field(
         False,
@@ -227,14 +231,6 @@ class TransplantConfig(_Settings):
     kd: KDConfig = Field(default_factory=KDConfig)
     discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
     tuneshift: TuneShiftConfig = Field(default_factory=TuneShiftConfig)
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, name: str) -> str:
-        from titok.methods import get_method
-
-        get_method(name)  # raises with the list of methods and a "did you mean"
-        return name
 
 
 def _explain(error: ValidationError, model: type[BaseModel], origin: str) -> ConfigError:

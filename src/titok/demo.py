@@ -21,8 +21,8 @@ from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfi
 from titok.data import Example, pick_seeds, read_bbh, split, write_jsonl
 from titok.evaluate import EvalResult, accuracy_stderr, evaluate_model
 from titok.finetune import train_on_examples
+from titok.methods import new_run
 from titok.models import load_model, load_tokenizer
-from titok.pipeline import Run
 from titok.precision import DtypeSetting, dtype_name
 from titok.prompts import prompt_format
 from titok.report import build_report
@@ -125,7 +125,7 @@ def run_demo(settings: DemoSettings) -> dict:
     adapter = train_source_adapter(run_dir, train, settings.seed, settings.dtype)
     timings["source LoRA"] = time.perf_counter() - started
 
-    run = Run(transplant_config(settings, adapter, seeds_file), RunDir(settings.out / "transplant"))
+    run = new_run(transplant_config(settings, adapter, seeds_file), settings.out / "transplant")
     run.save_config()
     run.run_all()
     timings.update({f"transplant: {k}": v for k, v in run.timings.items()})

@@ -53,6 +53,22 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def finish() -> None:
+    """End this process's part in the launch: wait for the others, then close the process group.
+
+    A process that leaves with its process group open can abort in interpreter shutdown
+    ("terminate called without an active exception", SIGABRT): gloo's threads still hold work
+    that Python is tearing down. Measured: 4 of 30 two-process `titok eval` runs, before this.
+    """
+    if world_size() <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main_decides(value: Item) -> Item:
     """The main process's `value`, on every process.
 

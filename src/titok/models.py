@@ -26,6 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from titok import hub
 from titok.distributed import device
 from titok.errors import AdapterError, ModelError, did_you_mean
 from titok.precision import DtypeSetting, resolve_dtype
@@ -125,12 +126,40 @@ def resolve_model(spec: str) -> str:
             f"model '{spec}' is neither a directory, a .gguf file, a bundled name "
             f"({', '.join(BUNDLED)}) nor a Hugging Face id{did_you_mean(spec, BUNDLED)}"
         )
-    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+    snapshot = None if path.exists() else hub.model_snapshot(spec)
+    if snapshot is None:
         raise ModelError(
             f"model '{spec}' is neither a directory, a .gguf file, a bundled name "
             f"({', '.join(BUNDLED)}) nor a Hugging Face id{did_you_mean(spec, BUNDLED)}"
         )
-    return spec  # a Hugging Face hub id
+    return str(snapshot.path)  # a Hugging Face Hub id, resolved to its local snapshot
+
+
+def model_revision(spec: str) -> str | None:
+    """The commit a Hub model reference resolved to; None for local models."""
+    if spec in BUNDLED or Path(spec).expanduser().exists():
+        return None
+    snapshot = hub.model_snapshot(spec)
+    return snapshot.commit if snapshot else None
+
+
+def adapter_dir(spec: str | Path, revision: str | None = None) -> Path:
+    """A local adapter directory, or a Hub adapter (`owner/name[@rev]`) resolved to its snapshot."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    snapshot = None if path.exists() else hub.adapter_snapshot(str(spec), revision)
+    if snapshot is None:
+        raise AdapterError(f"adapter directory not found: {spec}")
+    return snapshot.path
+
+
+def adapter_revision(spec: str | Path, revision: str | None = None) -> str | None:
+    """The commit a Hub adapter reference resolved to; None for a local directory."""
+    if Path(spec).expanduser().exists():
+        return None
+    snapshot = hub.adapter_snapshot(str(spec), revision)
+    return snapshot.commit if snapshot else None
 
 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:

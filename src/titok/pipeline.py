@@ -23,31 +23,42 @@ from peft import PeftModel
 from pydantic import ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from titok import __version__
 from titok.config import TransplantConfig
 from titok.data import read_queries, read_seeds
 from titok.distributed import device, is_main, main_decides, wait_for_everyone
-from titok.errors import RunDirError, did_you_mean
+from titok.errors import ConfigError, RunDirError, did_you_mean
 from titok.faults import failpoint
 from titok.models import (
+    adapter_dir,
+    adapter_revision,
     check_4bit,
     check_adapter_file,
     check_adapter_fits,
     check_causal_lm,
     load_model,
     load_tokenizer,
+    model_revision,
     skeleton,
 )
 from titok.precision import resolve_dtype
 from titok.prompts import PromptFormat, prompt_format
 from titok.rundir import RunDir, fingerprint
+from titok.version import __version__
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "titok-run.json"
 # What makes a run directory one transplant; other settings may change between reruns.
-IDENTITY = ("source_base", "source_adapter", "target_base", "seeds", "queries", "method")
+IDENTITY = (
+    "source_base",
+    "source_adapter",
+    "source_adapter_revision",
+    "target_base",
+    "seeds",
+    "queries",
+    "method",
+)
 # Bumped whenever an artifact's format or a stage's rules change, so old run directories redo
 # the affected stages instead of reading what this version does not write.
 ARTIFACT_SCHEMA = 3
@@ -59,15 +70,21 @@ class Run:
 
     config: TransplantConfig
     run_dir: RunDir
+    # The chain of stages this run runs (`titok.methods.get_method(config.method)`); given, so
+    # that the pipeline never reaches up into the methods built on it.
+    method: Method
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from titok.methods import get_method
-
-        self.config = get_method(self.config.method).configure(self.config)
+        if self.method.name != self.config.method:
+            raise ConfigError(
+                f"the settings name method '{self.config.method}' but the run was given "
+                f"'{self.method.name}'"
+            )
+        self.config = self.method.configure(self.config)
 
     @classmethod
-    def open(cls, path: str | Path) -> Run:
+    def open(cls, path: str | Path, method_named: Callable[[str], Method]) -> Run:
         run_dir = RunDir(path)
         file = run_dir.path(CONFIG_FILE)
         if not file.is_file():
@@ -82,7 +99,7 @@ class Run:
                 "was the run made by another titok version? Start it again with `titok "
                 "transplant --overwrite`"
             ) from None
-        run = cls(config, run_dir)
+        run = cls(config, run_dir, method_named(config.method))
         run.check_owner()
         return run
 
@@ -113,10 +130,10 @@ class Run:
             read_seeds(c.discriminator.real)
         if c.load_in_4bit:
             check_4bit()
-        check_adapter_file(c.source_adapter)
+        check_adapter_file(self.source_adapter_dir)
         check_causal_lm(c.source_base, "source base")
         check_causal_lm(c.target_base, "target base")
-        check_adapter_fits(c.source_adapter, skeleton(c.source_base))
+        check_adapter_fits(self.source_adapter_dir, skeleton(c.source_base))
         _ = self.source_tokenizer, self.target_tokenizer
 
     def check_owner(self) -> None:
@@ -152,6 +169,22 @@ class Run:
 
     # -- models, loaded once -------------------------------------------------------------------
     @cached_property
+    def source_adapter_dir(self) -> Path:
+        """The source adapter on disk (a Hub adapter's snapshot in the Hugging Face cache)."""
+        return adapter_dir(self.config.source_adapter, self.config.source_adapter_revision)
+
+    @cached_property
+    def revisions(self) -> dict[str, str]:
+        """The commit each Hub reference of the run resolved to (nothing for local paths)."""
+        c = self.config
+        found = {
+            "source_base": model_revision(c.source_base),
+            "source_adapter": adapter_revision(c.source_adapter, c.source_adapter_revision),
+            "target_base": model_revision(c.target_base),
+        }
+        return {role: commit for role, commit in found.items() if commit}
+
+    @cached_property
     def source_tokenizer(self) -> PreTrainedTokenizerBase:
         return load_tokenizer(self.config.source_base)
 
@@ -177,8 +210,8 @@ class Run:
         base = load_model(
             self.config.source_base, dtype=self.dtype, load_in_4bit=self.config.load_in_4bit
         )
-        check_adapter_fits(self.config.source_adapter, base)
-        return PeftModel.from_pretrained(base, self.config.source_adapter).eval()
+        check_adapter_fits(self.source_adapter_dir, base)
+        return PeftModel.from_pretrained(base, str(self.source_adapter_dir)).eval()
 
     def target_model(self) -> PreTrainedModel:
         return load_model(
@@ -186,11 +219,9 @@ class Run:
         )
 
     # -- the method's stages --------------------------------------------------------------------
-    @cached_property
+    @property
     def stages(self) -> tuple[Stage, ...]:
-        from titok.methods import get_method
-
-        return get_method(self.config.method).stages
+        return self.method.stages
 
     def stage(self, name: str) -> Stage:
         names = {stage.name: stage for stage in self.stages}
@@ -235,7 +266,13 @@ class Run:
             name: self.fingerprints[name] for name in names[position - 1 : position] if position
         }
         self.run_dir.mark_done(
-            stage.name, stage_fp, seconds, figures, stage.settings(self.config), inputs
+            stage.name,
+            stage_fp,
+            seconds,
+            figures,
+            stage.settings(self.config),
+            inputs,
+            self.revisions,
         )
         wait_for_everyone()  # the next stage reads what the main process wrote
         failpoint(f"after-{stage.name}")
@@ -298,3 +335,39 @@ class Stage:
     settings: Callable[[TransplantConfig], Any]  # everything besides the previous stage
     outputs: tuple[str, ...]
     help: str
+
+
+def _nothing(config: TransplantConfig) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    paper: str
+    stages: tuple[Stage, ...]
+    # Settings the method defines, as nested {section: {field: value}}, given the user's config.
+    fixed: Callable[[TransplantConfig], dict[str, Any]] = field(default=_nothing)
+
+    def configure(self, config: TransplantConfig) -> TransplantConfig:
+        """`config` with the method's own settings applied (a warning for each flag overridden)."""
+        fixed = self.fixed(config)
+        if not fixed:
+            return config
+        for section, values in fixed.items():
+            current = getattr(config, section)
+            for name, value in values.items():
+                if name in current.model_fields_set and getattr(current, name) != value:
+                    log.warning(
+                        "method %s sets %s.%s = %r (the given %r is not used)",
+                        self.name,
+                        section,
+                        name,
+                        value,
+                        getattr(current, name),
+                    )
+        data = config.model_dump()
+        for section, values in fixed.items():
+            data[section] = {**data[section], **values}
+        return type(config).model_validate(data)

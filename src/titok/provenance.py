@@ -8,7 +8,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from titok import __version__
+from titok.version import __version__
 
 PACKAGES = ("torch", "transformers", "peft", "tokenizers", "lm_eval", "accelerate")
 

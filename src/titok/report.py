@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,9 +20,11 @@ import jinja2
 import numpy as np
 import yaml
 
-from titok import __version__
 from titok.align import align_offsets, token_offsets
+from titok.card import evaluations
+from titok.methods import open_run
 from titok.pipeline import CONFIG_FILE, Run
+from titok.version import __version__
 
 MAX_SAMPLES = 200  # kept samples shown; the file stays small enough to open anywhere
 
@@ -106,18 +107,6 @@ def samples(run: Run, limit: int) -> tuple[list[dict[str, Any]], float, bool]:
     return out, max(scale, 1e-6), crossing
 
 
-def evaluations(root: Path) -> list[dict[str, Any]]:
-    rows = []
-    table = root / "evaluation.json"
-    if table.is_file():
-        rows += json.loads(table.read_text())
-    for file in sorted(root.rglob("result.json")):
-        result = json.loads(file.read_text())
-        name = f"{result['model']}" + (" + adapter" if result.get("adapter") else "")
-        rows.append({**result, "name": name})
-    return rows
-
-
 def chart(rows: list[dict[str, Any]]) -> str:
     """A bar chart of the evaluation rows as a base64 PNG (inline in the page)."""
     import matplotlib
@@ -139,7 +128,7 @@ def chart(rows: list[dict[str, Any]]) -> str:
 
 def build_report(path: str | Path, out: str | Path | None = None) -> Path:
     """Write RUN_DIR/report.html (or `out`) and return its path."""
-    run = Run.open(path)
+    run = open_run(path)
     root = run.run_dir.root
     shown, scale, crossing = (
         samples(run, MAX_SAMPLES)

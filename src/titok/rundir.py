@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from titok import __version__
 from titok.distributed import is_main
 from titok.errors import RunDirError
 from titok.provenance import git_commit, package_versions
+from titok.version import __version__
 
 TEMP_PREFIX = ".titok-tmp-"  # every partial artifact; removed when a run directory is opened
 
@@ -146,6 +146,7 @@ class RunDir:
         figures: dict[str, Any],
         settings: Any = None,
         inputs: dict[str, str] | None = None,
+        revisions: dict[str, str] | None = None,
     ) -> None:
         """The stage's manifest: written last, so a manifest always describes whole outputs."""
         self.write_json(
@@ -158,6 +159,8 @@ class RunDir:
                 "figures": figures,
                 "settings": settings,
                 "inputs": inputs or {},
+                # the commit of each Hub model or adapter the run used
+                "revisions": revisions or {},
                 "versions": package_versions(),
                 "git_commit": git_commit(),
             },

@@ -19,6 +19,7 @@ from titok.config import TransplantConfig
 from titok.data import Example, read_queries, read_seeds
 from titok.distributed import is_main, wait_for_everyone
 from titok.errors import GenerationError, RunDirError
+from titok.models import adapter_dir
 from titok.pipeline import Run, Stage
 from titok.precision import fingerprint_part
 from titok.train import Checkpoints, TrainExample, save_adapter, train_lora
@@ -72,7 +73,7 @@ def synth_settings(c: TransplantConfig) -> Any:
     writer = c.synth.query_writer
     return (
         c.source_base,
-        file_digest(c.source_adapter),
+        file_digest(adapter_dir(c.source_adapter, c.source_adapter_revision)),
         file_digest(c.seeds),
         file_digest(c.queries),
         c.synth.model_dump(),
@@ -281,11 +282,23 @@ def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:
     if is_main():  # the processes hold the same weights after data-parallel training
         built = run.run_dir.temp_dir("adapter")
         save_adapter(model, built)
-        (built / "README.md").write_text(card.model_card(run, figures))
+        (built / "README.md").write_text(card.model_card(card_facts(run, figures)))
         run.run_dir.replace_dir("adapter", built)
         shutil.rmtree(run.run_dir.path("checkpoints"), ignore_errors=True)
     wait_for_everyone()
     return figures
+
+
+def card_facts(run: Run, train_figures: dict[str, Any] | None = None) -> card.CardFacts:
+    """What the adapter's model card says about `run` (its settings, figures, evaluations)."""
+    root = run.run_dir.root
+    return card.CardFacts(
+        settings=run.config.model_dump(),
+        prompt=run.target_format.describe(),
+        figures=card.stage_figures(root / "stages", train_figures),
+        revisions=run.revisions,
+        evaluations=card.adapter_evaluations(root),
+    )
 
 
 def train_body(run: Run) -> dict[str, Any]:

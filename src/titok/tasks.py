@@ -192,6 +192,14 @@ def _facts(rest: str) -> TaskSpec:
     )
 
 
+def bbh_task_names(data_dir: Path | None = None) -> list[str]:
+    """The BBH tasks in the data directory, sorted."""
+    folder = (data_dir or default_data_dir()) / "bbh"
+    if not folder.is_dir():
+        raise DataError(f"{folder} not found: set TITOK_DATA or --data-dir to a folder with bbh/")
+    return sorted(p.stem for p in folder.glob("*.json"))
+
+
 def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
     data_dir = data_dir or default_data_dir()
     family, _, rest = name.partition(":")

@@ -6,54 +6,14 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
 
+from titok.config import TransplantConfig
 from titok.errors import ConfigError, did_you_mean
+from titok.pipeline import Method, Run
+from titok.rundir import RunDir
 
-if TYPE_CHECKING:
-    from titok.config import TransplantConfig
-    from titok.pipeline import Stage
-
-log = logging.getLogger(__name__)
-
-
-def _nothing(config: TransplantConfig) -> dict[str, Any]:
-    return {}
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    description: str
-    paper: str
-    stages: tuple[Stage, ...]
-    # Settings the method defines, as nested {section: {field: value}}, given the user's config.
-    fixed: Callable[[TransplantConfig], dict[str, Any]] = field(default=_nothing)
-
-    def configure(self, config: TransplantConfig) -> TransplantConfig:
-        """`config` with the method's own settings applied (a warning for each flag overridden)."""
-        fixed = self.fixed(config)
-        if not fixed:
-            return config
-        for section, values in fixed.items():
-            current = getattr(config, section)
-            for name, value in values.items():
-                if name in current.model_fields_set and getattr(current, name) != value:
-                    log.warning(
-                        "method %s sets %s.%s = %r (the given %r is not used)",
-                        self.name,
-                        section,
-                        name,
-                        value,
-                        getattr(current, name),
-                    )
-        data = config.model_dump()
-        for section, values in fixed.items():
-            data[section] = {**data[section], **values}
-        return type(config).model_validate(data)
+__all__ = ["Method", "available", "get_method", "new_run", "open_run"]
 
 
 def _registry() -> dict[str, Method]:
@@ -74,3 +34,13 @@ def get_method(name: str) -> Method:
             f"unknown method '{name}'{did_you_mean(name, methods)}; available: {', '.join(methods)}"
         )
     return methods[name]
+
+
+def new_run(config: TransplantConfig, out: str | Path) -> Run:
+    """A transplant with `config` in the run directory `out` (nothing written yet)."""
+    return Run(config, RunDir(out), get_method(config.method))
+
+
+def open_run(path: str | Path) -> Run:
+    """The transplant of an existing run directory, with the settings saved in it."""
+    return Run.open(path, get_method)

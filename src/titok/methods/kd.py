@@ -18,8 +18,7 @@ from titok.config import TransplantConfig
 from titok.data import Example, read_seeds
 from titok.distributed import is_main
 from titok.errors import RunDirError
-from titok.methods import Method
-from titok.pipeline import Run, Stage
+from titok.pipeline import Method, Run, Stage
 from titok.scoring import answer_top_k
 from titok.stages import (
     ALIGN,

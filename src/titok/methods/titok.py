@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from titok.methods import Method
+from titok.pipeline import Method
 from titok.stages import TITOK_STAGES
 
 METHOD = Method(

@@ -11,8 +11,7 @@ import numpy as np
 
 from titok.data import read_seeds
 from titok.discriminator import cross_fit
-from titok.methods import Method
-from titok.pipeline import Run, Stage
+from titok.pipeline import Method, Run, Stage
 from titok.stages import ALIGN, SCORE, SELECT, SYNTH, TRAIN, file_digest
 
 

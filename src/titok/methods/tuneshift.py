@@ -17,9 +17,8 @@ import numpy as np
 
 from titok.config import TransplantConfig
 from titok.data import Example, read_seeds
-from titok.methods import Method
 from titok.methods.kd import TEACHER, TRAIN_KD
-from titok.pipeline import Run, Stage
+from titok.pipeline import Method, Run, Stage
 from titok.stages import (
     ALIGN,
     SCORE,
