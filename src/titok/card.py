@@ -32,6 +32,8 @@ class CardFacts:
     revisions: dict[str, str] = field(default_factory=dict)
     # {"task", "metric", "value", "n"} of the transplanted adapter on the target base
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    # the card of a merged model (`titok export --merged`), not of an adapter
+    merged: bool = False
 
 
 def stage_figures(stages_dir: Path, train_figures: dict[str, Any] | None = None) -> dict:
@@ -128,21 +130,29 @@ def model_card(facts: CardFacts) -> str:
     )
     t = s["train"]
     lora = f"r {t['r']}, alpha {t['alpha']}, lr {t['lr']}, {t['epochs']} epochs"
+    use = (
+        f"""from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained("<this folder>")  # {s["target_base"]} + the LoRA"""
+        if facts.merged
+        else f"""from peft import PeftModel
+from transformers import AutoModelForCausalLM
+base = AutoModelForCausalLM.from_pretrained("{s["target_base"]}")
+model = PeftModel.from_pretrained(base, "<this folder>")"""
+    )
+    what = "The weights of" if facts.merged else "A LoRA for"
+    merged_note = " merged into its weights" if facts.merged else ""
     meta = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True)
     return f"""---
 {meta}---
 # LoRA transplanted with titok
 
-A LoRA for **{s["target_base"]}**, transplanted from the adapter `{s["source_adapter"]}` on
-**{s["source_base"]}** with method **{s["method"]}** (titok {__version__}), without the
-adapter's training data.
+{what} **{s["target_base"]}** with a LoRA{merged_note}, transplanted from the adapter
+`{s["source_adapter"]}` on **{s["source_base"]}** with method **{s["method"]}** (titok
+{__version__}), without the adapter's training data.
 
 ## Use
 ```python
-from peft import PeftModel
-from transformers import AutoModelForCausalLM
-base = AutoModelForCausalLM.from_pretrained("{s["target_base"]}")
-model = PeftModel.from_pretrained(base, "<this folder>")
+{use}
 ```
 Prompt it as it was trained: {facts.prompt}.
 

@@ -192,7 +192,9 @@ def eval_(
     task: Annotated[
         str, typer.Option(help="bbh:<task>, mmlu:<subject>, jsonl:<file> or a BBH file.")
     ],
-    adapter: Annotated[Path | None, typer.Option(help="PEFT adapter directory to apply.")] = None,
+    adapter: Annotated[
+        str | None, typer.Option(help="PEFT adapter to apply: a directory or a Hub id[@rev].")
+    ] = None,
     split: Annotated[str, typer.Option(help="test (10%), train (90%) or all.")] = "test",
     limit: Annotated[int | None, typer.Option(help="Evaluate at most this many examples.")] = None,
     out: Annotated[Path | None, typer.Option(help="Where predictions and the result go.")] = None,
@@ -353,6 +355,26 @@ def report(
     from titok.report import build_report
 
     print(f"report: {build_report(run, out)}")
+
+
+@app.command()
+def export(
+    run: RunOption,
+    merged: Annotated[
+        Path | None,
+        typer.Option(help="Write the target base with the adapter merged in to this directory."),
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="Merged weights: auto (the base's own), float32, bfloat16.")
+    ] = "auto",
+) -> None:
+    """Deployable output: refresh the adapter's model card with the run's evaluations (Hub
+    model-index) and, with --merged, save the base with the adapter merged in."""
+    from titok.export import export_merged, refresh_adapter_card
+
+    print(f"adapter card: {refresh_adapter_card(run)}")
+    if merged is not None:
+        print(f"merged model: {export_merged(run, merged, dtype)}")
 
 
 @app.command("make-task", rich_help_panel=MORE)

@@ -11,7 +11,7 @@ from peft import PeftModel
 from titok.distributed import is_main
 from titok.errors import ConfigError
 from titok.evaluate import EvalResult, evaluate_model
-from titok.models import load_model, load_tokenizer
+from titok.models import adapter_dir, load_model, load_tokenizer
 from titok.precision import DtypeSetting, dtype_name
 from titok.prompts import prompt_format
 from titok.tasks import resolve_task
@@ -22,7 +22,7 @@ SPLITS = ("test", "train", "all")
 def run_eval(
     model_spec: str,
     task_name: str,
-    adapter: Path | None = None,
+    adapter: str | Path | None = None,
     split: str = "test",
     limit: int | None = None,
     out: Path | None = None,
@@ -43,7 +43,7 @@ def run_eval(
     fmt = prompt_format(tokenizer, model_spec)
     model = load_model(model_spec, dtype=dtype)
     if adapter is not None:
-        model = PeftModel.from_pretrained(model, str(adapter)).eval()
+        model = PeftModel.from_pretrained(model, str(adapter_dir(adapter))).eval()
     result = evaluate_model(
         model, tokenizer, fmt, task, examples, folder, max_new_tokens=max_new_tokens
     )

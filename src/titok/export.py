@@ -1,0 +1,86 @@
+"""`titok export`: the transplant as something to deploy.
+
+`--merged OUT` writes the target base with the transplanted LoRA merged into its weights
+(PEFT's `merge_and_unload`) as an ordinary transformers directory (safetensors, tokenizer, model
+card), loadable without PEFT or titok. Every export also rewrites the adapter's model card with
+the evaluations the run directory holds by then (Hub `model-index` metadata).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoConfig
+
+from titok import card
+from titok.errors import ConfigError, RunDirError
+from titok.methods import open_run
+from titok.models import load_model, resolve_model
+from titok.stages import card_facts
+
+log = logging.getLogger(__name__)
+
+EXPORT_DTYPES = {
+    "auto": None,
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def refresh_adapter_card(run_path: str | Path) -> Path:
+    """Rewrite RUN/adapter/README.md with the run's figures and evaluations; its path."""
+    run = open_run(run_path)
+    adapter = _adapter(run.run_dir.root)
+    facts = card_facts(run)
+    run.run_dir.write_text("adapter/README.md", card.model_card(facts))
+    return adapter / "README.md"
+
+
+def export_merged(run_path: str | Path, out: str | Path, dtype: str = "auto") -> Path:
+    """The target base with the run's adapter merged in, saved as a transformers directory.
+
+    The merge is computed in fp32; the weights are saved in `dtype` ('auto': the dtype the target
+    base's config declares, else fp32).
+    """
+    if dtype not in EXPORT_DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}, got '{dtype}'")
+    destination = Path(out)
+    if destination.exists() and any(destination.iterdir()):
+        raise ConfigError(f"{destination} is not empty: choose a new --merged directory")
+    run = open_run(run_path)
+    adapter = _adapter(run.run_dir.root)
+    target = run.config.target_base
+    merged = PeftModel.from_pretrained(load_model(target, dtype="float32"), str(adapter))
+    model = merged.merge_and_unload()
+    declared = getattr(AutoConfig.from_pretrained(resolve_model(target)), "dtype", None)
+    saved = EXPORT_DTYPES[dtype] or (declared if isinstance(declared, torch.dtype) else None)
+    if saved is not None:
+        model = model.to(saved)
+    facts = card_facts(run)
+    facts.merged = True
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+    try:
+        model.save_pretrained(building, safe_serialization=True)
+        run.target_tokenizer.save_pretrained(building)
+        (building / "README.md").write_text(card.model_card(facts))
+        if destination.exists():
+            destination.rmdir()  # empty, checked above
+        building.replace(destination)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    log.info("merged model: %s", destination)
+    return destination
+
+
+def _adapter(root: Path) -> Path:
+    adapter = root / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise RunDirError(f"{root} has no transplanted adapter yet: run `titok transplant` first")
+    return adapter
