@@ -100,7 +100,11 @@ def write_seeds(path: Path, rows: list[dict] | None = None) -> Path:
 
 
 def run_titok(
-    *args: str, processes: int = 1, env: dict[str, str] | None = None, timeout: float = 900
+    *args: str,
+    processes: int = 1,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the `titok` CLI in a fresh process, or in `processes` processes under torchrun.
 
@@ -115,6 +119,7 @@ def run_titok(
         result = subprocess.run(
             [*launcher, "-m", "titok", "-q", *args],
             env=env,
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -26,7 +26,7 @@ BASELINES = ["kd", "kd-mined", "kd-5shot", "translora", "tuneshift-kd"]
 
 def test_every_method_is_listed_with_a_description_and_a_paper():
     methods = available()
-    assert set(methods) == {"titok", *BASELINES}
+    assert set(methods) == {"titok", "titok-kd", *BASELINES}
     assert all(m.description and m.paper and m.stages for m in methods.values())
 
 
@@ -146,3 +146,27 @@ def test_discriminator_beats_chance_on_a_separable_toy_set(tmp_path):
     predicted = scores > 0.5
     truth = np.array([True] * 8 + [False] * 8)
     assert (predicted == truth).mean() >= 0.8
+
+
+def test_titok_kd_distils_only_the_selected_tokens(tiny_models, tmp_path):
+    run = make_run(tiny_models, tmp_path / "titok-kd", method="titok-kd")
+    run.run_all()
+    assert run.config.select.rank_by == "excess" and run.config.kd.kl_tokens == "selected"
+    target = rows(run.run_dir.path("target.jsonl"))
+    assert not all(all(r["target_mask"]) for r in target)  # TiTok's top-k, not every token
+    teacher = load_file(str(run.run_dir.path("teacher.safetensors")))
+    assert teacher["ids"].shape[0] == sum(len(r["target_ids"]) for r in target)
+
+
+def test_titok_kd_loss_is_titok_loss_at_kl_weight_0():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 6, 11)
+    batch = {
+        "input_ids": torch.tensor([[1, 2, 3, 4, 5, 6]]),
+        "weights": torch.tensor([[0.0, 0.0, 1.0, 0.0, 1.0, 1.0]]),
+        "teacher_ids": torch.tensor([[[NO_TEACHER, NO_TEACHER]] * 3 + [[1, 2]] * 3]),
+        "teacher_logprobs": torch.log(torch.tensor([[[0.5, 0.5]] * 6])),
+    }
+    plain = distill_loss(logits, {k: batch[k] for k in ("input_ids", "weights")}, 0.0)
+    assert torch.equal(distill_loss(logits, batch, 0.0), plain)
+    assert not torch.equal(distill_loss(logits, batch, 0.5), plain)

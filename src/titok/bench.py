@@ -203,7 +203,7 @@ class Bench:
             (
                 m,
                 s.k,
-                s.synth.model_dump(),
+                s.synth.fingerprint_settings(),
                 transplant_train.result_settings(),
                 variant.method,
                 variant.overrides,

@@ -17,10 +17,23 @@ from titok.precision import DtypeSetting
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Settings added after runs and bench cells were made: left out of fingerprints while they
+    # hold their default, so what was made before they existed is still found finished.
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ()
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """The settings as fingerprints hash them."""
+        data = self.model_dump()
+        for name in self.ADDED_LATER:
+            if data[name] == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
 
 class SynthConfig(_Settings):
     """SPEC §2.1: the source expert writes queries from the seeds, then answers them."""
+
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("validity",)
 
     instruction: str | None = Field(
         None,
@@ -51,6 +64,14 @@ class SynthConfig(_Settings):
         "and exact duplicates; 'dedup': exact duplicates only (rigid formats, SPEC §2.1).",
     )
     rouge_threshold: float = Field(0.7, gt=0.0, le=1.0, description="ROUGE-L F cut-off.")
+    validity: bool = Field(
+        False,
+        description="Drop samples that are not task instances, by named rules measured against "
+        "the seeds (`titok.validity`): queries that are empty, copy a seed, look like an answer, "
+        "echo the prompt, repeat a word, are too short or too long, or end unlike every seed; "
+        "answers outside the seeds' closed answer shape (option letter, yes/no, true/false, "
+        "integer). The pool is refilled up to max_rounds; counts per rule go in the manifest.",
+    )
     batch_size: int = Field(16, ge=1, description="Sequences generated per forward batch.")
     max_rounds: int = Field(
         8,
@@ -79,6 +100,8 @@ class ScoreConfig(_Settings):
 class SelectConfig(_Settings):
     """SPEC §2.3: keep the top-M samples by mean excess, then the top-k tokens in each."""
 
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("class_balance", "class_normalise", "adaptive_z")
+
     m: int = Field(250, ge=1, description="Samples kept (paper: BBH 250, MMLU 90, LaMP 200).")
     k: float = Field(0.7, gt=0.0, le=1.0, description="Share of answer tokens kept per sample.")
     end_token: Literal["always", "rank"] = Field(
@@ -91,6 +114,24 @@ class SelectConfig(_Settings):
         description="How the M samples are chosen from the pool: 'excess' (top mean excess, "
         "TiTok), 'random' (sample filtering off, an ablation; KD), 'discriminator' (most "
         "real-looking first, TransLoRA).",
+    )
+    class_balance: Literal["none", "pool", "uniform"] = Field(
+        "none",
+        description="With rank_by 'excess' on a closed answer space (at most 10 distinct "
+        "answers): rank by mean excess within each answer class and keep the classes in the "
+        "shares the pool has them ('pool') or in equal shares ('uniform'), so the M samples "
+        "cannot all teach one answer. 'none': one ranking over the pool (TiTok).",
+    )
+    class_normalise: bool = Field(
+        False,
+        description="Rank by mean excess standardised within each answer class (closed answer "
+        "spaces), so a class the adapter raised most does not fill the M samples by itself.",
+    )
+    adaptive_z: float | None = Field(
+        None,
+        description="Adaptive k (SPEC §2.3's extension): keep an answer's text tokens whose "
+        "excess is at least mean + adaptive_z × std of that answer's text tokens (at least one), "
+        "instead of a fixed share k. None: the fixed share k.",
     )
 
 
@@ -156,6 +197,12 @@ class KDConfig(_Settings):
         description="Across tokenizers, how a teacher token becomes a target token: 'exact' (same "
         "text, others dropped) or 'mined' (minimum edit distance, FuseLLM). Same tokenizer: "
         "identity either way.",
+    )
+    kl_tokens: Literal["all", "selected"] = Field(
+        "all",
+        description="Where the KL term applies: 'all' answer tokens that have a teacher (KD) or "
+        "only the tokens the selection kept (TiTok + KD: the cross-entropy and the KL both on "
+        "TiTok's top-k tokens).",
     )
 
 

@@ -70,3 +70,94 @@ def rank_samples(scores: Sequence[float], m: int, at_random: bool, seed: int) ->
     else:
         chosen = sorted(indices, key=lambda i: (-scores[i], i))[:m]
     return sorted(chosen)
+
+
+# -- options against one answer filling the M samples (ablations; SPEC §2.3 extensions) ----------
+MAX_CLASSES = 10  # more distinct answers than this: an open answer space, no classes
+
+
+def answer_classes(answers: Sequence[str]) -> list[str] | None:
+    """Each answer's class (its first line, trimmed, lower-cased, without a final period), or
+    None when the answers are open (more than MAX_CLASSES distinct ones)."""
+    classes = []
+    for answer in answers:
+        lines = answer.strip().splitlines()
+        classes.append((lines[0] if lines else "").strip().rstrip(".").strip().lower())
+    return classes if len(set(classes)) <= MAX_CLASSES else None
+
+
+def class_quotas(classes: Sequence[str], m: int, shares: str) -> dict[str, int]:
+    """How many of the M samples each class gets: its share of the pool ('pool') or an equal
+    share ('uniform'), by largest remainder, never more than the class holds (what a class
+    cannot fill goes to the others, in the same proportions)."""
+    sizes: dict[str, int] = {}
+    for label in classes:
+        sizes[label] = sizes.get(label, 0) + 1
+    quotas = dict.fromkeys(sizes, 0)
+    left = min(m, len(classes))
+    while left > 0:
+        open_classes = [c for c in sizes if quotas[c] < sizes[c]]
+        weights = {c: float(sizes[c]) if shares == "pool" else 1.0 for c in open_classes}
+        total = sum(weights.values())
+        exact = {c: left * weights[c] / total for c in open_classes}
+        given = {c: min(math.floor(exact[c]), sizes[c] - quotas[c]) for c in open_classes}
+        remainders = sorted(open_classes, key=lambda c: (-(exact[c] - math.floor(exact[c])), c))
+        spare = left - sum(given.values())
+        for c in remainders:
+            if spare <= 0:
+                break
+            if quotas[c] + given[c] < sizes[c]:
+                given[c] += 1
+                spare -= 1
+        for c, n in given.items():
+            quotas[c] += n
+        handed = sum(given.values())
+        if handed == 0:
+            break
+        left -= handed
+    return quotas
+
+
+def rank_within_classes(
+    scores: Sequence[float], classes: Sequence[str], m: int, shares: str
+) -> list[int]:
+    """Indices of the M kept samples: each class's quota filled by its highest scores."""
+    quotas = class_quotas(classes, m, shares)
+    chosen = []
+    for label, quota in quotas.items():
+        members = [i for i, c in enumerate(classes) if c == label]
+        chosen += sorted(members, key=lambda i: (-scores[i], i))[:quota]
+    return sorted(chosen)
+
+
+def class_normalised(scores: Sequence[float], classes: Sequence[str]) -> list[float]:
+    """Scores standardised within each class (z-scores; 0 for a class of one or no spread)."""
+    array = np.asarray(scores, dtype=np.float64)
+    out = np.zeros_like(array)
+    labels = np.asarray(classes)
+    for label in set(classes):
+        members = labels == label
+        spread = array[members].std()
+        if spread > 0:
+            out[members] = (array[members] - array[members].mean()) / spread
+    return out.tolist()
+
+
+def adaptive_answer_mask(
+    values: Sequence[float], n_end: int, z: float, end_token: str
+) -> np.ndarray:
+    """Keep the text tokens whose excess is at least mean + z·std of the answer's text tokens
+    (at least the highest one); the closing tokens as `answer_mask` treats them."""
+    array = np.asarray(values, dtype=np.float64)
+    n_text = len(array) - n_end
+    if end_token == "rank" or n_text == 0:
+        text, closing = array, np.zeros(0, dtype=bool)
+    else:
+        text, closing = array[:n_text], np.ones(n_end, dtype=bool)
+    finite = np.where(np.isnan(text), -np.inf, text)
+    real = text[~np.isnan(text)]
+    threshold = real.mean() + z * real.std() if len(real) else np.inf
+    mask = finite >= threshold
+    if len(mask) and not mask.any():
+        mask[int(np.argmax(finite))] = True
+    return np.concatenate([mask, closing])

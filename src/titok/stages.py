@@ -76,7 +76,7 @@ def synth_settings(c: TransplantConfig) -> Any:
         file_digest(adapter_dir(c.source_adapter, c.source_adapter_revision)),
         file_digest(c.seeds),
         file_digest(c.queries),
-        c.synth.model_dump(),
+        c.synth.fingerprint_settings(),
         c.select.m,
         c.seed,
         c.target_base if writer == "target" else None,
@@ -159,13 +159,29 @@ def select_body(run: Run) -> dict[str, Any]:
             "synth.diversity_filter, or a longer --queries file)"
         )
     scores = sample_scores(run, rows)
-    kept = select.rank_samples(scores, c.m, c.rank_by == "random", run.config.seed)
+    classes = select.answer_classes([r["answer"] for r in rows])
+    by_class = c.rank_by == "excess" and classes is not None
+    if by_class and c.class_normalise:
+        scores = select.class_normalised(scores, classes)
+    if by_class and c.class_balance != "none":
+        kept = select.rank_within_classes(scores, classes, c.m, c.class_balance)
+    else:
+        kept = select.rank_samples(scores, c.m, c.rank_by == "random", run.config.seed)
     selected = []
     for index in kept:
         row = rows[index]
-        mask = select.answer_mask(row["excess"], row["n_end"], c.k, c.end_token)
+        if c.adaptive_z is None:
+            mask = select.answer_mask(row["excess"], row["n_end"], c.k, c.end_token)
+        else:
+            mask = select.adaptive_answer_mask(
+                row["excess"], row["n_end"], c.adaptive_z, c.end_token
+            )
         row["source_mask"] = mask.astype(int).tolist()
         selected.append(row)
+    extra: dict[str, Any] = {}
+    if classes is not None:
+        kept_classes = [classes[i] for i in kept]
+        extra["kept_per_answer"] = {a: kept_classes.count(a) for a in sorted(set(classes))}
     run.run_dir.write_jsonl("selected.jsonl", selected)
     all_means = [r["mean_excess"] for r in rows]
     return {
@@ -176,13 +192,14 @@ def select_body(run: Run) -> dict[str, Any]:
         "kept_mean_excess": round(float(np.mean([r["mean_excess"] for r in selected])), 4),
         "selected_tokens": sum(sum(r["source_mask"]) for r in selected),
         "answer_tokens": sum(len(r["source_mask"]) for r in selected),
+        **extra,
     }
 
 
 SELECT = Stage(
     "select",
     select_body,
-    lambda c: (c.select.model_dump(), c.seed),
+    lambda c: (c.select.fingerprint_settings(), c.seed),
     ("selected.jsonl",),
     "Stage 3: top-M samples (by mean excess), top-k% tokens in each.",
 )
@@ -219,7 +236,9 @@ def transfer_row(row: dict, run: Run, stats: AlignmentStats) -> dict:
     target_values = np.concatenate([on_text_mask.target_values, np.full(len(end_tgt), end_mask)])
     tie_break = np.concatenate([on_text_excess, np.full(len(end_tgt), end_excess)])
     c = run.config.select
-    target_mask = select.answer_mask(target_values, len(end_tgt), c.k, c.end_token, tie_break)
+    # An adaptive selection keeps the share of text tokens it chose on the source side.
+    k = c.k if c.adaptive_z is None or not n_answer else max(float(mask[:n_answer].mean()), 1e-9)
+    target_mask = select.answer_mask(target_values, len(end_tgt), k, c.end_token, tie_break)
     return {
         "target_ids": target_ids,
         "target_values": [round(float(v), 6) for v in np.nan_to_num(target_values, nan=0.0)],

@@ -16,6 +16,7 @@ from titok.data import Example
 from titok.errors import GenerationError
 from titok.generation import generate
 from titok.prompts import PromptFormat
+from titok.validity import ANSWER_RULE, AnswerSpace, Dropped, QueryRules
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,17 @@ class SynthResult:
     figures: dict[str, float]
 
 
+def prompt_echoes(
+    writer_tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, config: SynthConfig
+) -> list[str]:
+    """Text the query writer sees besides the seeds: its template around an empty turn, and the
+    request; a query that repeats it copies the prompt (validity rule `template_echo`)."""
+    template = writer_tokenizer.decode(
+        fmt.prompt_ids(writer_tokenizer, ""), skip_special_tokens=True
+    )
+    return [template, config.instruction or DEFAULT_INSTRUCTION, REQUEST]
+
+
 def generate_queries(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -122,11 +134,14 @@ def generate_queries(
     pool_size: int,
     seed: int,
     seen: Sequence[str] = (),
+    rules: QueryRules | None = None,
+    dropped: Dropped | None = None,
 ) -> tuple[list[str], dict[str, float]]:
-    """Sample queries until `pool_size` pass the diversity filter.
+    """Sample queries until `pool_size` pass the validity `rules` (if given) and the diversity
+    filter.
 
     The examples shown are `seeds`; a copy of one of them, or of a query in `seen` (earlier
-    rounds), is not a new query.
+    rounds), is not a new query. Queries that break a rule are counted in `dropped`.
     """
     rng = random.Random(seed)
     keep = DiversityFilter(config.diversity_filter, config.rouge_threshold)
@@ -162,13 +177,21 @@ def generate_queries(
         drawn += count
         for ids in outputs:
             text = clean_query(tokenizer.decode(ids, skip_special_tokens=True), config.query_prompt)
-            if len(keep.kept) - n_seeds < pool_size:
-                keep.offer(text)
+            if len(keep.kept) - n_seeds >= pool_size:
+                break
+            broken = rules.broken(text) if rules is not None else None
+            if broken is not None:
+                if dropped is not None:
+                    dropped.add(broken, text)
+                continue
+            keep.offer(text)
     queries = keep.kept[n_seeds:]
     if not queries:
+        why = " (dropped by rule: " + _counts(dropped) + ")" if dropped and dropped.counts else ""
         raise GenerationError(
-            f"the query writer wrote {drawn} queries and none passed the diversity filter; "
-            "check the seeds, raise synth.temperature or use synth.diversity_filter: dedup"
+            f"the query writer wrote {drawn} queries and none passed the filters{why}; "
+            "check the seeds, raise synth.temperature or synth.max_rounds, use "
+            "synth.diversity_filter: dedup, or give real queries with --queries"
         )
     if len(queries) < pool_size:
         log.warning("only %d of %d queries after %d draws", len(queries), pool_size, drawn)
@@ -207,18 +230,100 @@ def synthesize(
     external_queries: Sequence[str] | None = None,
     query_writer: Writer | None = None,
 ) -> SynthResult:
-    """Queries (external, or by `query_writer`, default the expert), answered by the expert."""
+    """Queries (external, or by `query_writer`, default the expert), answered by the expert.
+
+    With `config.validity`, queries and answers that are not task instances are dropped by
+    named rules, and generated queries are drawn again (up to `config.max_rounds` times) until
+    the pool holds `pool_size` valid samples.
+    """
     if external_queries is not None:
         queries, figures = list(external_queries), {"queries_external": len(external_queries)}
-    else:
-        writer = query_writer or expert
+        samples = answer_all(expert, queries, config, seed)
+        figures["empty_answers"] = len(queries) - len(samples)
+        if config.validity:
+            space = AnswerSpace.infer(s.answer for s in seeds)
+            dropped = Dropped()
+            samples = _valid_answers(samples, space, dropped)
+            figures.update(answer_space=space.describe(), **dropped.figures())
+        figures["samples"] = len(samples)
+        return SynthResult(samples, figures)
+    writer = query_writer or expert
+    if not config.validity:
         queries, figures = generate_queries(
             writer.model, writer.tokenizer, writer.fmt, seeds, config, pool_size, seed
         )
-    samples = answer_all(expert, queries, config, seed)
-    figures["samples"] = len(samples)
-    figures["empty_answers"] = len(queries) - len(samples)
-    return SynthResult(samples, figures)
+        samples = answer_all(expert, queries, config, seed)
+        figures["samples"] = len(samples)
+        figures["empty_answers"] = len(queries) - len(samples)
+        return SynthResult(samples, figures)
+    rules = QueryRules(seeds, prompt_echoes(writer.tokenizer, writer.fmt, config))
+    space = AnswerSpace.infer(s.answer for s in seeds)
+    dropped = Dropped()
+    samples: list[Example] = []
+    asked: list[str] = []
+    totals = {"queries_drawn": 0, "queries_kept": 0, "empty_answers": 0}
+    for attempt in range(config.max_rounds):
+        missing = pool_size - len(samples)
+        if missing <= 0:
+            break
+        queries, figures = generate_queries(
+            writer.model,
+            writer.tokenizer,
+            writer.fmt,
+            seeds,
+            config,
+            missing,
+            seed + 1_000_003 * attempt,  # each refill draws anew
+            asked,
+            rules,
+            dropped,
+        )
+        asked += queries
+        answered = answer_all(expert, queries, config, seed + attempt)
+        totals["queries_drawn"] += int(figures["queries_drawn"])
+        totals["queries_kept"] += len(queries)
+        totals["empty_answers"] += len(queries) - len(answered)
+        samples += _valid_answers(answered, space, dropped)
+    if not samples:
+        raise GenerationError(
+            f"none of the {totals['queries_drawn']} queries drawn in {config.max_rounds} rounds "
+            f"made a valid sample (dropped by rule: {_counts(dropped)}); check the seeds, raise "
+            "synth.max_rounds or synth.temperature, or give real queries with --queries"
+        )
+    if len(samples) < pool_size:
+        log.warning(
+            "only %d valid samples of %d after %d rounds (dropped: %s)",
+            len(samples),
+            pool_size,
+            config.max_rounds,
+            _counts(dropped),
+        )
+    return SynthResult(
+        samples,
+        {
+            **totals,
+            "samples": len(samples),
+            "answer_space": space.describe(),
+            "query_rules": rules.describe(),
+            **dropped.figures(),
+        },
+    )
+
+
+def _valid_answers(samples: list[Example], space: AnswerSpace, dropped: Dropped) -> list[Example]:
+    kept = []
+    for sample in samples:
+        if space.fits(sample.answer):
+            kept.append(sample)
+        else:
+            dropped.add(ANSWER_RULE, f"{sample.query[:60]} → {sample.answer}")
+    return kept
+
+
+def _counts(dropped: Dropped | None) -> str:
+    if dropped is None or not dropped.counts:
+        return "nothing"
+    return ", ".join(f"{n} {rule}" for rule, n in dropped.counts.most_common())
 
 
 def answer_all(

@@ -30,6 +30,7 @@ from titok.stages import (
     training_examples,
 )
 from titok.teacher import TeacherStats, carry_teacher, teacher_positions
+from titok.train import NO_TEACHER
 from titok.vocab_map import VocabMap
 
 TEACHER_FILE = "teacher.safetensors"
@@ -132,6 +133,8 @@ def train_kd_body(run: Run) -> dict[str, Any]:
             raise RunDirError(
                 "teacher.safetensors does not match target.jsonl; rerun `titok teacher`"
             )
+        if run.config.kd.kl_tokens == "selected":  # no teacher where the selection kept nothing
+            ids = np.where(np.asarray(example.weights)[:, None] > 0, ids, NO_TEACHER)
         example.teacher_ids, example.teacher_logprobs = ids, logprobs
     return train_and_save(run, examples)
 
@@ -139,7 +142,11 @@ def train_kd_body(run: Run) -> dict[str, Any]:
 TRAIN_KD = Stage(
     "train",
     train_kd_body,
-    lambda c: (train_settings(c), c.kd.kl_weight),
+    lambda c: (
+        train_settings(c),
+        c.kd.kl_weight,
+        *([f"kl_tokens:{c.kd.kl_tokens}"] if c.kd.kl_tokens != "all" else []),
+    ),
     ("adapter/adapter_model.safetensors",),
     "KD: train the target LoRA on cross-entropy plus KL to the teacher.",
 )
@@ -172,6 +179,14 @@ METHODS = (
         paper="Wan et al. 2024, Knowledge Fusion of Large Language Models (FuseLLM, ICLR 2024)",
         stages=KD_STAGES,
         fixed=lambda c: {**EVERY_TOKEN_OF_RANDOM_M, "kd": {"vocab_map": "mined"}},
+    ),
+    Method(
+        name="titok-kd",
+        description="TiTok's samples and token mask, trained with KD's loss: cross-entropy and "
+        "KL to the expert, both on the selected tokens only",
+        paper="this project's combination of TiTok (ICLR 2026) and KD (Hinton et al. 2015)",
+        stages=KD_STAGES,
+        fixed=lambda c: {"kd": {"kl_tokens": "selected"}},
     ),
     Method(
         name="kd-5shot",

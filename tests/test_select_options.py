@@ -1,0 +1,75 @@
+"""Selection options against one answer filling the M samples, and adaptive k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.test_pipeline import make_run, rows
+from titok.select import (
+    adaptive_answer_mask,
+    answer_classes,
+    class_normalised,
+    class_quotas,
+    rank_within_classes,
+)
+
+
+def test_answer_classes_are_closed_or_none():
+    assert answer_classes(["True", "false.", " True\nbecause"]) == ["true", "false", "true"]
+    assert answer_classes([f"word {i}" for i in range(11)]) is None
+
+
+@pytest.mark.parametrize(
+    ("classes", "m", "shares", "expected"),
+    [
+        (["a"] * 30 + ["b"] * 10, 8, "pool", {"a": 6, "b": 2}),
+        (["a"] * 30 + ["b"] * 10, 8, "uniform", {"a": 4, "b": 4}),
+        (["a"] * 30 + ["b"] * 2, 8, "uniform", {"a": 6, "b": 2}),  # b holds only 2
+        (["a"] * 3 + ["b"] * 3 + ["c"] * 3, 9, "pool", {"a": 3, "b": 3, "c": 3}),
+        (["a"] * 5 + ["b"] * 4 + ["c"], 7, "uniform", {"a": 3, "b": 3, "c": 1}),
+    ],
+)
+def test_class_quotas(classes, m, shares, expected):
+    quotas = class_quotas(classes, m, shares)
+    assert quotas == expected and sum(quotas.values()) == m
+
+
+def test_ranking_within_classes_keeps_each_class_its_best():
+    # the "a" samples all outscore the "b" ones: a plain top-4 would be all "a"
+    scores = [9, 8, 7, 6, 5, 1, 2, 3]
+    classes = ["a"] * 5 + ["b"] * 3
+    kept = rank_within_classes(scores, classes, 4, "uniform")
+    assert kept == [0, 1, 6, 7]
+    normalised = class_normalised(scores, classes)
+    assert np.isclose(np.mean(normalised[:5]), 0) and np.isclose(np.mean(normalised[5:]), 0)
+
+
+def test_adaptive_k_keeps_tokens_above_the_answers_own_bar():
+    values = [0.1, 5.0, 0.2, 4.0, 0.0, 9.9]  # five text tokens, then one end token
+    mask = adaptive_answer_mask(values, 1, 0.0, "always")
+    assert mask.tolist() == [False, True, False, True, False, True]
+    # nothing reaches the bar: the highest text token is kept
+    assert adaptive_answer_mask([1.0, 2.0, 0.5], 1, 5.0, "always").tolist() == [False, True, True]
+
+
+def test_the_select_stage_balances_classes_and_says_how_many_of_each(tiny_models, tmp_path):
+    import json
+
+    run = make_run(tiny_models, tmp_path / "run", select__class_balance="uniform")
+    run.run_stage(run.stage("synth"))
+    run.run_stage(run.stage("score"))
+    # The pool as a collapsed expert leaves it: most answers "True", with the higher excess.
+    scored = rows(run.run_dir.path("scored.jsonl"))
+    for index, row in enumerate(scored):
+        row["answer"] = "True" if index % 4 else "False"
+        row["mean_excess"] = 10.0 + index if index % 4 else float(index) / 100
+    run.run_dir.write_jsonl("scored.jsonl", scored)
+    run.run_stage(run.stage("select"))
+    figures = run.run_dir.manifest("select")["figures"]
+    m = run.config.select.m
+    assert figures["kept_per_answer"] == {"false": m // 2, "true": m - m // 2}
+    kept = [
+        json.loads(line) for line in run.run_dir.path("selected.jsonl").read_text().splitlines()
+    ]
+    assert sorted(r["answer"] for r in kept).count("False") == m // 2
