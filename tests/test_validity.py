@@ -108,6 +108,14 @@ def test_the_synth_stage_counts_what_it_drops(tiny_models, tmp_path):
     figures = run.run_dir.manifest("synth")["figures"]
     assert figures["answer_space"] == "open"
     assert figures["samples"] == round(run.config.synth.pool_factor * run.config.select.m)
+    from titok.report import build_report, dropped_by_rule
+
+    page = build_report(run.run_dir.root).read_text()
+    assert ("Dropped by the validity rules" in page) == bool(figures["dropped"])
+    shown = dropped_by_rule(
+        {"figures": {"dropped": {"a": 1, "b": 5}, "dropped_examples": {"b": ["x"]}}}
+    )
+    assert shown == [("b", 5, ["x"]), ("a", 1, [])]
     assert set(figures["dropped"]) <= {
         "seed_copy",
         "answer_like",

@@ -90,11 +90,18 @@ SEED_DATA_METHODS = frozenset({"kd-5shot"})
 
 def ablations() -> list[Variant]:
     """TiTok's ablations (SPEC §3): sample filtering off, target-written queries, k sweep
-    (k = 1.0 is token selection off)."""
+    (k = 1.0 is token selection off); and the options against answer collapse: validity rules,
+    class-balanced and class-normalised selection, adaptive k, TiTok + KD."""
     return [
         Variant("titok:random-M", "titok", {"select": {"rank_by": "random"}}),
         Variant("titok:target-writes", "titok", {"synth": {"query_writer": "target"}}),
         *(Variant(f"titok:k={k}", "titok", {"select": {"k": k}}) for k in K_SWEEP),
+        Variant("titok:valid", "titok", {"synth": {"validity": True}}),
+        Variant("titok:class-pool", "titok", {"select": {"class_balance": "pool"}}),
+        Variant("titok:class-uniform", "titok", {"select": {"class_balance": "uniform"}}),
+        Variant("titok:class-norm", "titok", {"select": {"class_normalise": True}}),
+        Variant("titok:adaptive-k", "titok", {"select": {"adaptive_z": 0.0}}),
+        Variant("titok-kd", "titok-kd"),
     ]
 
 

@@ -107,6 +107,16 @@ def samples(run: Run, limit: int) -> tuple[list[dict[str, Any]], float, bool]:
     return out, max(scale, 1e-6), crossing
 
 
+def dropped_by_rule(manifest: dict | None) -> list[tuple[str, int, list[str]]]:
+    """(rule, count, examples) of the samples the validity rules dropped (synth.validity)."""
+    figures = (manifest or {}).get("figures", {})
+    examples = figures.get("dropped_examples", {})
+    counts = figures.get("dropped", {})
+    return [
+        (rule, n, examples.get(rule, [])) for rule, n in sorted(counts.items(), key=lambda x: -x[1])
+    ]
+
+
 def chart(rows: list[dict[str, Any]]) -> str:
     """A bar chart of the evaluation rows as a base64 PNG (inline in the page)."""
     import matplotlib
@@ -156,6 +166,7 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Path:
         rejected=[r for r in pool if r["id"] not in kept][:MAX_SAMPLES],
         evaluations=evals,
         chart=chart(evals) if evals else None,
+        dropped=dropped_by_rule(run.run_dir.manifest("synth")),
     )
     target = Path(out) if out else root / "report.html"
     tmp = target.with_name(f".{target.name}.tmp")
