@@ -33,18 +33,37 @@ class _Settings(BaseModel):
 class SynthConfig(_Settings):
     """SPEC §2.1: the source expert writes queries from the seeds, then answers them."""
 
-    ADDED_LATER: ClassVar[tuple[str, ...]] = ("validity",)
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("validity", "writer_scale", "anchor_share")
 
     instruction: str | None = Field(
         None,
         description="Task instruction put before the few-shot seeds when asking for a new query; "
         "default: a generic line asking for one more question like the examples.",
     )
-    query_prompt: Literal["chat", "continue"] = Field(
+    query_prompt: Literal["chat", "continue", "anchored", "auto"] = Field(
         "chat",
         description="'chat': ask for a new query in a user turn of the chat template; 'continue': "
         "let the model continue a plain numbered list of the seeds (the query ends at the first "
-        "blank line). 'continue' suits base models and small experts that answer every turn.",
+        "blank line), which suits base models and small experts that answer every turn; "
+        "'anchored': as 'continue', but the new query starts with the opening words of a random "
+        "seed (anchor_share of its words) and the model completes it; 'auto': try each on a "
+        "probe batch and keep the one whose queries best pass the validity rules and resemble "
+        "the seeds (the choice and its figures go in the synth manifest).",
+    )
+    anchor_share: float = Field(
+        0.3,
+        gt=0.0,
+        lt=1.0,
+        description="'anchored' queries start with this share of a random seed's words (>= 1).",
+    )
+    writer_scale: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="The expert's adapter scale while it writes queries (query_writer 'source'): "
+        "1 the expert as it is, 0 the source base (adapter off, the same loaded weights), in "
+        "between scaled down. A small expert trained on answers only answers every request; its "
+        "base still writes questions. It always answers at scale 1.",
     )
     query_writer: Literal["source", "target", "seeds"] = Field(
         "source",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from peft import PeftModel
+from peft.helpers import rescale_adapter_scale
 from rapidfuzz.distance import LCSseq
 from rouge_score import tokenize as rouge_tokenize
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -36,25 +39,54 @@ def query_request(
     return f"{instruction or DEFAULT_INSTRUCTION}\n\n{examples}", len(shown)
 
 
+QUERY_STYLES = ("chat", "continue", "anchored")  # what `query_prompt: auto` chooses from
+
+
 def query_prompt_ids(
     tokenizer: PreTrainedTokenizerBase,
     fmt: PromptFormat,
     config: SynthConfig,
     seeds: Sequence[Example],
     rng: random.Random,
-) -> list[int]:
-    """Token ids of one request for a new query, in the configured style."""
+) -> tuple[list[int], str]:
+    """Token ids of one request for a new query, in the configured style, and the opening of
+    the query the request already holds ('anchored'; else empty)."""
     listing, shown = query_request(seeds, config.instruction, rng, config.few_shot)
     if config.query_prompt == "chat":
-        return fmt.prompt_ids(tokenizer, f"{listing}\n\n{REQUEST}")
-    return list(tokenizer(f"{listing}\n\nExample {shown + 1}:\n")["input_ids"])
+        return fmt.prompt_ids(tokenizer, f"{listing}\n\n{REQUEST}"), ""
+    anchor = ""
+    if config.query_prompt == "anchored":
+        words = rng.choice(list(seeds)).query.split()
+        anchor = " ".join(words[: max(1, int(config.anchor_share * len(words)))])
+    return list(tokenizer(f"{listing}\n\nExample {shown + 1}:\n{anchor}")["input_ids"]), anchor
 
 
 def clean_query(text: str, style: str) -> str:
     """A continued list runs on past the query: keep the text before the first blank line."""
-    if style == "continue":
+    if style in ("continue", "anchored"):
         text = text.strip().split("\n\n", 1)[0]
     return text.strip()
+
+
+def join_anchor(anchor: str, continuation: str) -> str:
+    """The anchored opening and the model's continuation as one query."""
+    if not anchor:
+        return continuation
+    glue = "" if not continuation or continuation[:1] in " \n,.?!:;)" else " "
+    return anchor + glue + continuation
+
+
+@contextmanager
+def writing_scale(model: PreTrainedModel, scale: float) -> Iterator[None]:
+    """The model as a query writer: its LoRA adapter scaled by `scale` (0: switched off)."""
+    if scale == 1.0 or not isinstance(model, PeftModel):
+        yield
+    elif scale == 0.0:
+        with model.disable_adapter():
+            yield
+    else:
+        with rescale_adapter_scale(model, scale):
+            yield
 
 
 class DiversityFilter:
@@ -157,26 +189,33 @@ def generate_queries(
             if rounds > config.max_rounds:
                 break
         count = max(config.batch_size, min(missing, 4 * config.batch_size))
-        requests = [query_prompt_ids(tokenizer, fmt, config, seeds, rng) for _ in range(count)]
-        continuing = config.query_prompt == "continue"
-        outputs = generate(
-            model,
-            requests,
-            pad_id=tokenizer.pad_token_id,
-            stop_ids=fmt.end_ids,
-            max_new_tokens=config.max_query_tokens,
-            batch_size=config.batch_size,
-            seed=seed + drawn,
-            sample=True,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            desc=f"queries {len(keep.kept) - n_seeds}/{pool_size}",
-            stop_strings=("\n\n",) if continuing else (),
-            tokenizer=tokenizer,
+        requests, anchors = zip(
+            *(query_prompt_ids(tokenizer, fmt, config, seeds, rng) for _ in range(count)),
+            strict=True,
         )
+        continuing = config.query_prompt in ("continue", "anchored")
+        with writing_scale(model, config.writer_scale):
+            outputs = generate(
+                model,
+                list(requests),
+                pad_id=tokenizer.pad_token_id,
+                stop_ids=fmt.end_ids,
+                max_new_tokens=config.max_query_tokens,
+                batch_size=config.batch_size,
+                seed=seed + drawn,
+                sample=True,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                desc=f"queries {len(keep.kept) - n_seeds}/{pool_size}",
+                stop_strings=("\n\n",) if continuing else (),
+                tokenizer=tokenizer,
+            )
         drawn += count
-        for ids in outputs:
-            text = clean_query(tokenizer.decode(ids, skip_special_tokens=True), config.query_prompt)
+        for ids, anchor in zip(outputs, anchors, strict=True):
+            decoded = tokenizer.decode(ids, skip_special_tokens=True)
+            if anchor:  # the continuation's own spacing decides how it joins the anchor
+                decoded = join_anchor(anchor, decoded.split("\n\n", 1)[0].rstrip())
+            text = clean_query(decoded, config.query_prompt)
             if len(keep.kept) - n_seeds >= pool_size:
                 break
             broken = rules.broken(text) if rules is not None else None
@@ -196,6 +235,70 @@ def generate_queries(
     if len(queries) < pool_size:
         log.warning("only %d of %d queries after %d draws", len(queries), pool_size, drawn)
     return queries, {"queries_drawn": drawn, "queries_kept": len(queries)}
+
+
+def seed_similarity(queries: Sequence[str], seeds: Sequence[Example]) -> float:
+    """Mean over `queries` of the ROUGE-L F to the nearest seed query (0 for no queries)."""
+    if not queries:
+        return 0.0
+    nearest = DiversityFilter("rouge", 1.0)
+    for example in seeds:
+        nearest.offer(example.query)
+    return sum(nearest.max_rouge_l(q) for q in queries) / len(queries)
+
+
+def choose_query_prompt(
+    writer: Writer, seeds: Sequence[Example], config: SynthConfig, seed: int
+) -> tuple[str, dict[str, dict[str, float]]]:
+    """`query_prompt: auto`: one probe batch per style; the style whose queries score best, as
+    (share passing the validity rules) × (mean ROUGE-L F to the nearest seed of those passing).
+    Seed copies and duplicates count as failures, so copying the examples does not win."""
+    rules = QueryRules(seeds, prompt_echoes(writer.tokenizer, writer.fmt, config))
+    scores: dict[str, dict[str, float]] = {}
+    for style in QUERY_STYLES:
+        probe = config.model_copy(update={"query_prompt": style, "max_rounds": 1})
+        rng = random.Random(seed)
+        requests, anchors = zip(
+            *(
+                query_prompt_ids(writer.tokenizer, writer.fmt, probe, seeds, rng)
+                for _ in range(config.batch_size)
+            ),
+            strict=True,
+        )
+        with writing_scale(writer.model, config.writer_scale):
+            outputs = generate(
+                writer.model,
+                list(requests),
+                pad_id=writer.tokenizer.pad_token_id,
+                stop_ids=writer.fmt.end_ids,
+                max_new_tokens=config.max_query_tokens,
+                batch_size=config.batch_size,
+                seed=seed,
+                sample=True,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                desc=f"probing query_prompt {style}",
+                stop_strings=("\n\n",) if style != "chat" else (),
+                tokenizer=writer.tokenizer,
+            )
+        texts = []
+        for ids, anchor in zip(outputs, anchors, strict=True):
+            decoded = writer.tokenizer.decode(ids, skip_special_tokens=True)
+            if anchor:
+                decoded = join_anchor(anchor, decoded.split("\n\n", 1)[0].rstrip())
+            texts.append(clean_query(decoded, style))
+        passing = list(dict.fromkeys(t for t in texts if rules.broken(t) is None))
+        share = len(passing) / len(texts)
+        similarity = seed_similarity(passing, seeds)
+        scores[style] = {
+            "valid_share": round(share, 4),
+            "seed_similarity": round(similarity, 4),
+            "score": round(share * similarity, 4),
+        }
+    chosen = max(
+        QUERY_STYLES, key=lambda style: (scores[style]["score"], -QUERY_STYLES.index(style))
+    )
+    return chosen, scores
 
 
 def label_queries(
@@ -248,6 +351,11 @@ def synthesize(
         figures["samples"] = len(samples)
         return SynthResult(samples, figures)
     writer = query_writer or expert
+    probed: dict[str, object] = {}
+    if config.query_prompt == "auto":
+        style, scores = choose_query_prompt(writer, seeds, config, seed)
+        config = config.model_copy(update={"query_prompt": style})
+        probed = {"query_prompt": style, "query_prompt_probe": scores}
     if not config.validity:
         queries, figures = generate_queries(
             writer.model, writer.tokenizer, writer.fmt, seeds, config, pool_size, seed
@@ -255,7 +363,7 @@ def synthesize(
         samples = answer_all(expert, queries, config, seed)
         figures["samples"] = len(samples)
         figures["empty_answers"] = len(queries) - len(samples)
-        return SynthResult(samples, figures)
+        return SynthResult(samples, {**figures, **probed})
     rules = QueryRules(seeds, prompt_echoes(writer.tokenizer, writer.fmt, config))
     space = AnswerSpace.infer(s.answer for s in seeds)
     dropped = Dropped()
@@ -306,6 +414,7 @@ def synthesize(
             "answer_space": space.describe(),
             "query_rules": rules.describe(),
             **dropped.figures(),
+            **probed,
         },
     )
 

@@ -1,0 +1,69 @@
+"""Who writes the queries and how: anchored prompts, the expert's adapter scaled while writing,
+and `query_prompt: auto`."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tests.common import SEEDS
+from tests.test_pipeline import make_run
+from titok.config import SynthConfig
+from titok.data import Example
+from titok.prompts import prompt_format
+from titok.synth import Writer, choose_query_prompt, generate_queries, query_prompt_ids
+
+EXAMPLES = [Example(row["query"], row["answer"]) for row in SEEDS]
+SMALL = {"max_query_tokens": 8, "batch_size": 4, "query_prompt": "continue"}
+
+
+@pytest.fixture(scope="module")
+def expert(tiny_models):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["source"])
+    base = AutoModelForCausalLM.from_pretrained(tiny_models["source"]).eval()
+    model = PeftModel.from_pretrained(base, tiny_models["adapter"]).eval()
+    return Writer(model, tokenizer, prompt_format(tokenizer))
+
+
+def queries(writer: Writer, **settings) -> list[str]:
+    config = SynthConfig(**{**SMALL, **settings})
+    written, _ = generate_queries(
+        writer.model, writer.tokenizer, writer.fmt, EXAMPLES, config, 6, seed=3
+    )
+    return written
+
+
+def test_anchored_requests_end_with_the_opening_of_a_seed(expert):
+    config = SynthConfig(query_prompt="anchored", anchor_share=0.5)
+    ids, anchor = query_prompt_ids(expert.tokenizer, expert.fmt, config, EXAMPLES, random.Random(0))
+    assert any(e.query.startswith(anchor) for e in EXAMPLES) and len(anchor.split()) >= 1
+    assert expert.tokenizer.decode(ids).rstrip().endswith(anchor)
+    written = queries(expert, query_prompt="anchored", anchor_share=0.5, diversity_filter="dedup")
+    openings = {" ".join(e.query.split()[: max(1, len(e.query.split()) // 2)]) for e in EXAMPLES}
+    assert all(any(q.startswith(o) for o in openings) for q in written)
+
+
+def test_at_writer_scale_0_the_source_base_writes(expert, tiny_models):
+    base = AutoModelForCausalLM.from_pretrained(tiny_models["source"]).eval()
+    plain = Writer(base, expert.tokenizer, expert.fmt)
+    by_base = queries(plain)
+    assert queries(expert, writer_scale=0.0) == by_base
+    assert queries(expert) != by_base  # the adapter (random, large) changes what is written
+    # the adapter is back at full scale afterwards
+    assert queries(expert) == queries(expert)
+
+
+def test_auto_probes_every_style_and_the_manifest_says_which_it_chose(
+    expert, tiny_models, tmp_path
+):
+    config = SynthConfig(**{**SMALL, "query_prompt": "auto"})
+    style, scores = choose_query_prompt(expert, EXAMPLES, config, seed=0)
+    assert set(scores) == {"chat", "continue", "anchored"} and style in scores
+    assert scores[style]["score"] == max(s["score"] for s in scores.values())
+    run = make_run(tiny_models, tmp_path / "run", synth__query_prompt="auto")
+    run.run_stage(run.stage("synth"))
+    figures = run.run_dir.manifest("synth")["figures"]
+    assert figures["query_prompt"] in scores and set(figures["query_prompt_probe"]) == set(scores)
