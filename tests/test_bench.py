@@ -98,6 +98,11 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch):
     assert "adopted_from" in json.loads(
         (tmp_path / "bench/bbh_boolean_expressions/kd/stages/score.json").read_text()
     )
+    # --repeat-only: the other columns run once (here every cell exists: nothing reruns)
+    once = Bench(tiny_settings(tiny_models, tmp_path / "bench"))
+    once.settings.repeated = ["titok"]
+    columns = [(c["column"], c["repeat"]) for c in once.run()]
+    assert ("titok", 1) in columns and ("kd", 1) not in columns and ("kd", 0) in columns
 
 
 def test_transfer_efficiency_and_table():

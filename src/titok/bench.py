@@ -121,6 +121,8 @@ class BenchSettings:
     limit: int | None = None  # test examples per task
     test_frac: float = 0.5  # share of each task held out for testing (the paper's: 0.1)
     repeats: int = 1  # runs of every transplant column, with pipeline seeds seed … seed+N−1
+    # The columns that get the repeats (None: every transplant column); the others run once.
+    repeated: list[str] | None = None
     m: int = 40
     k: float = 0.7
     seed: int = 0
@@ -181,6 +183,12 @@ class Bench:
         if self.settings.screen:
             return list(SCREEN_COLUMNS)
         return [*BASE_COLUMNS, *(v.name for v in self.variants())]
+
+    def repeats_column(self, column: str) -> bool:
+        """Whether `column` runs `repeats` times (base columns and unrepeated methods: once)."""
+        if column in BASE_COLUMNS:
+            return False
+        return self.settings.repeated is None or column in self.settings.repeated
 
     def cell_path(self, task: str, column: str, repeat: int = 0) -> Path:
         again = f"__r{repeat}" if repeat else ""
@@ -324,6 +332,8 @@ class Bench:
             seeds = folder / ("seeds.jsonl" if not repeat else f"seeds-r{repeat}.jsonl")
             write_jsonl(seeds, pick_seeds(train, 5, seed))
             for variant in self.variants():
+                if repeat and not self.repeats_column(variant.name):
+                    continue
                 name = variant.name + (f"-r{repeat}" if repeat else "")
 
                 def transplanted(
@@ -381,7 +391,7 @@ class Bench:
             self.cell_path(t, c, r)
             for t in self.settings.tasks
             for c in self.columns()
-            for r in range(self.settings.repeats if c not in BASE_COLUMNS else 1)
+            for r in range(self.settings.repeats if self.repeats_column(c) else 1)
         ]
         return [json.loads(p.read_text()) for p in paths if p.is_file()]
 

@@ -268,6 +268,10 @@ def bench(
     repeats: Annotated[
         int, typer.Option(help="Runs of every transplant column (pipeline seeds seed…seed+N−1).")
     ] = 1,
+    repeat_only: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated columns that get the repeats (default: every one)."),
+    ] = None,
     render: Annotated[
         Path | None,
         typer.Option(help="Only write results.md and the charts of this bench directory."),
@@ -333,6 +337,7 @@ def bench(
         data_dir=data_dir,
         test_frac=test_frac,
         repeats=repeats,
+        repeated=[c.strip() for c in repeat_only.split(",")] if repeat_only else None,
         dtype=dtype_setting(dtype),
         screen=screen,
         source=source,
