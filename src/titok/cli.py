@@ -373,8 +373,12 @@ def export(
         str, typer.Option(help="Merged weights: auto (the base's own), float32, bfloat16.")
     ] = "auto",
 ) -> None:
-    """Deployable output: refresh the adapter's model card with the run's evaluations (Hub
-    model-index) and, with --merged, save the base with the adapter merged in."""
+    """Deployable output: the adapter's card with the run's results; --merged: base + LoRA.
+
+    The adapter's model card is rewritten with the evaluations the run directory holds (Hub
+    model-index metadata); --merged saves the target base with the adapter merged in, as a
+    transformers directory with its tokenizer and card.
+    """
     from titok.export import export_merged, refresh_adapter_card
 
     print(f"adapter card: {refresh_adapter_card(run)}")
