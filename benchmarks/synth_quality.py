@@ -12,7 +12,8 @@ queries drawn, samples kept and their share of the draws, the share of kept quer
 the validity rules (checked afterwards for the settings that do not apply them), the mean
 ROUGE-L F of a kept query to the nearest real held-out query of the task (the test split:
 never shown to the writer), and the share of the most common answer. Writes `synth_quality.json`
-and `synth_quality.md` in --out; examples of kept queries go in the JSON.
+and `synth_quality.md` in --out after each task (a rerun skips the tasks they hold); examples of
+kept queries go in the JSON.
 """
 
 from __future__ import annotations
@@ -120,12 +121,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    rows = []
-    for task in args.tasks.split(","):
-        rows += measure(args.bench, task.strip(), args.m, args.source, args.dtype)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "synth_quality.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out / "synth_quality.md").write_text(table(rows) + "\n")
+    results = args.out / "synth_quality.json"
+    # Each task's rows are written as soon as it is done; a rerun skips the tasks it has.
+    rows = json.loads(results.read_text()) if results.is_file() else []
+    for task in args.tasks.split(","):
+        if any(r["task"] == task.strip() for r in rows):
+            continue
+        rows += measure(args.bench, task.strip(), args.m, args.source, args.dtype)
+        results.write_text(json.dumps(rows, indent=2) + "\n")
+        (args.out / "synth_quality.md").write_text(table(rows) + "\n")
     print(table(rows))
     return 0
 
