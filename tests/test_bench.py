@@ -225,12 +225,15 @@ def test_the_screen_keeps_tasks_whose_expert_beats_its_base_and_chance(tmp_path)
         fake_cell("nothing", "source base", guesses),
         fake_cell("nothing", "source expert", guesses),
     ]
+    constant = fake_cell("constant", "source expert", [1, 0] * 20)
+    constant.update(value=0.5, stderr=0.0)  # one answer to everything: exactly chance
+    cells += [fake_cell("constant", "source base", [0] * 40), constant]
     table, kept = screen_table(group(cells))
     assert kept == ["learned"]
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert rows["learned"].rstrip(" |").endswith("yes")
     assert rows["nothing"].rstrip(" |").endswith("no")
-    assert "Kept: 1 of 2 (learned)" in render_markdown(cells)
+    assert "Kept: 1 of 3 (learned)" in render_markdown(cells)
     screen = Bench(BenchSettings(out=tmp_path, screen=True))
     assert screen.columns() == ["source base", "source expert"] and not screen.variants()
     assert "bbh:navigate" in screen_tasks() and "facts:0" in screen_tasks()

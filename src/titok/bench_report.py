@@ -210,7 +210,9 @@ def knowledge_to_move(row: dict[str, list[dict]]) -> tuple[Difference | None, fl
     pair = _pair(row, "source expert", "source base")
     difference = None if pair is None else paired_difference(*pair)
     expert, stderr, _ = summary(row["source expert"])
-    above_chance = (expert - (chance_of(row) or 0.0)) / stderr if stderr > 0 else math.inf
+    margin = expert - (chance_of(row) or 0.0)
+    # no spread (a constant answer scores exactly chance): only a margin above chance counts
+    above_chance = margin / stderr if stderr > 0 else (math.inf if margin > 0 else 0.0)
     kept = difference is not None and difference.low > 0 and above_chance >= 2
     return difference, above_chance, kept
 
