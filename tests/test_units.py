@@ -46,11 +46,16 @@ def test_bad_yaml_names_file_and_line(tmp_path):
         build_config(TransplantConfig, path, REQUIRED)
 
 
-def test_out_of_range_and_unknown_method():
+def test_out_of_range_and_unknown_method(tmp_path):
+    from titok.methods import new_run
+
     with pytest.raises(ConfigError, match=r"select\.k"):
         build_config(TransplantConfig, None, {**REQUIRED, "select": {"k": 1.5}})
+    # method names are checked where methods are registered: when the run is made
+    config = build_config(TransplantConfig, None, {**REQUIRED, "method": "titk"})
     with pytest.raises(ConfigError, match="did you mean 'titok'"):
-        build_config(TransplantConfig, None, {**REQUIRED, "method": "titk"})
+        new_run(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_seed_file_errors_name_file_and_line(tmp_path):
