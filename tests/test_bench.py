@@ -127,6 +127,7 @@ def fake_cell(task, column, outcomes, repeat=0):
         "metric": "balanced_accuracy",
         "value": sum(outcomes) / len(outcomes),
         "stderr": 0.05,
+        "n": len(outcomes),
         "outcomes": outcomes,
         "golds": golds,
         "metrics": {"chance": [0.5, 0.0]},

@@ -36,7 +36,7 @@ from titok.precision import DtypeSetting, fingerprint_part, resolved_name
 from titok.prompts import prompt_format
 from titok.provenance import git_commit
 from titok.rundir import fingerprint
-from titok.tasks import resolve_task
+from titok.tasks import bbh_task_names, resolve_task
 from titok.version import __version__
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,6 @@ SCREEN_COLUMNS = ("source base", "source expert")
 
 def screen_tasks(data_dir: Path | None = None) -> list[str]:
     """The tasks the screen measures: every BBH task in the data directory, SCREEN_MMLU, facts:0."""
-    from titok.tasks import bbh_task_names
-
     return [*(f"bbh:{name}" for name in bbh_task_names(data_dir)), *SCREEN_MMLU, "facts:0"]
 
 

@@ -125,6 +125,12 @@ def transfer_efficiency(method: float, vanilla: float, ceiling: float) -> float:
     return (method - vanilla) / gap if gap > 0 else math.nan
 
 
+def chance_of(row: dict[str, list[dict]]) -> float | None:
+    """The task's chance level (closed answers), from any of its cells."""
+    first = next(iter(row.values()))[0]
+    return first.get("metrics", {}).get("chance", [None])[0]
+
+
 def score_table(grouped: dict[str, dict[str, list[dict]]], columns: list[str]) -> str:
     lines = [
         "| task | metric | chance | " + " | ".join(columns) + " |",
@@ -132,7 +138,7 @@ def score_table(grouped: dict[str, dict[str, list[dict]]], columns: list[str]) -
     ]
     for task, row in grouped.items():
         first = next(iter(row.values()))[0]
-        chance = first.get("metrics", {}).get("chance", [None])[0]
+        chance = chance_of(row)
         shown = []
         for column in columns:
             if column not in row:
@@ -191,12 +197,6 @@ def comparison_table(
     return "\n".join(lines)
 
 
-def chance_of(row: dict[str, list[dict]]) -> float | None:
-    """The task's chance level (closed answers), from any of its cells."""
-    first = next(iter(row.values()))[0]
-    return first.get("metrics", {}).get("chance", [None])[0]
-
-
 def knowledge_to_move(row: dict[str, list[dict]]) -> tuple[Difference | None, float, bool] | None:
     """(expert − base with its paired interval, (expert − chance) ÷ expert's standard error,
     kept) for a task with both source cells; None otherwise.
@@ -235,7 +235,7 @@ def screen_table(grouped: dict[str, dict[str, list[dict]]]) -> tuple[str, list[s
         chance = chance_of(row)
         first = row["source expert"][0]
         lines.append(
-            f"| {task} | {first['metric']} | {first.get('n', len(first.get('outcomes', [])))} | "
+            f"| {task} | {first['metric']} | {first['n']} | "
             + (f"{chance:.3f}" if chance is not None else "—")
             + f" | {base:.3f} ± {base_se:.3f} | {expert:.3f} ± {expert_se:.3f} | "
             + f"{show_difference(difference)} | {above_chance:.1f} | {'yes' if kept else 'no'} |"
@@ -328,8 +328,7 @@ def bar_chart(cells: list[dict], path: Path) -> None:
         positions = [t + (index - (len(columns) - 1) / 2) * width for t in range(len(tasks))]
         axes.bar(positions, values, width, yerr=errors, label=column, capsize=2)
     for t, task in enumerate(tasks):
-        first = next(iter(grouped[task].values()))[0]
-        chance = first.get("metrics", {}).get("chance", [None])[0]
+        chance = chance_of(grouped[task])
         if chance is not None:
             axes.hlines(chance, t - 0.45, t + 0.45, colors="black", linestyles="dotted")
     axes.set_xticks(range(len(tasks)), tasks, rotation=15)

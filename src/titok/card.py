@@ -36,18 +36,6 @@ class CardFacts:
     merged: bool = False
 
 
-def stage_figures(stages_dir: Path, train_figures: dict[str, Any] | None = None) -> dict:
-    """Each finished stage's figures, from its manifest in `stages_dir`."""
-    figures = {}
-    for stage in CARD_STAGES:
-        manifest = stages_dir / f"{stage}.json"
-        if manifest.is_file():
-            figures[stage] = json.loads(manifest.read_text()).get("figures", {})
-    if train_figures is not None:
-        figures["train"] = train_figures
-    return figures
-
-
 def evaluations(root: Path) -> list[dict[str, Any]]:
     """Every evaluation row a run directory holds: `evaluation.json` (the demo's table) and the
     `result.json` of each `titok eval --out` under it."""

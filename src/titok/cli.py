@@ -379,11 +379,12 @@ def export(
     model-index metadata); --merged saves the target base with the adapter merged in, as a
     transformers directory with its tokenizer and card.
     """
-    from titok.export import export_merged, refresh_adapter_card
+    from titok.export import export as export_run
 
-    print(f"adapter card: {refresh_adapter_card(run)}")
-    if merged is not None:
-        print(f"merged model: {export_merged(run, merged, dtype)}")
+    card_file, merged_dir = export_run(run, merged, dtype)
+    print(f"adapter card: {card_file}")
+    if merged_dir is not None:
+        print(f"merged model: {merged_dir}")
 
 
 @app.command("make-task", rich_help_panel=MORE)

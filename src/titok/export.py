@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from titok import card
 from titok.errors import ConfigError, RunDirError
 from titok.methods import open_run
 from titok.models import load_model, resolve_model
+from titok.pipeline import Run
 from titok.stages import card_facts
 
 log = logging.getLogger(__name__)
@@ -33,28 +35,33 @@ EXPORT_DTYPES = {
 }
 
 
-def refresh_adapter_card(run_path: str | Path) -> Path:
-    """Rewrite RUN/adapter/README.md with the run's figures and evaluations; its path."""
+def export(
+    run_path: str | Path, merged: str | Path | None = None, dtype: str = "auto"
+) -> tuple[Path, Path | None]:
+    """Rewrite RUN/adapter/README.md with the run's figures and evaluations and, with `merged`,
+    save the target base with the adapter merged in as a transformers directory there.
+    Returns (the adapter's card, the merged directory or None).
+
+    The merge is computed in fp32; the weights are saved in `dtype` ('auto': the dtype the target
+    base's config declares, else fp32). Bad settings are refused before anything is written.
+    """
+    if dtype not in EXPORT_DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}, got '{dtype}'")
+    destination = Path(merged) if merged is not None else None
+    if destination is not None and destination.exists() and any(destination.iterdir()):
+        raise ConfigError(f"{destination} is not empty: choose a new --merged directory")
     run = open_run(run_path)
     adapter = _adapter(run.run_dir.root)
     facts = card_facts(run)
     run.run_dir.write_text("adapter/README.md", card.model_card(facts))
-    return adapter / "README.md"
+    if destination is not None:
+        _save_merged(run, adapter, destination, dtype, replace(facts, merged=True))
+    return adapter / "README.md", destination
 
 
-def export_merged(run_path: str | Path, out: str | Path, dtype: str = "auto") -> Path:
-    """The target base with the run's adapter merged in, saved as a transformers directory.
-
-    The merge is computed in fp32; the weights are saved in `dtype` ('auto': the dtype the target
-    base's config declares, else fp32).
-    """
-    if dtype not in EXPORT_DTYPES:
-        raise ConfigError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}, got '{dtype}'")
-    destination = Path(out)
-    if destination.exists() and any(destination.iterdir()):
-        raise ConfigError(f"{destination} is not empty: choose a new --merged directory")
-    run = open_run(run_path)
-    adapter = _adapter(run.run_dir.root)
+def _save_merged(
+    run: Run, adapter: Path, destination: Path, dtype: str, facts: card.CardFacts
+) -> None:
     target = run.config.target_base
     merged = PeftModel.from_pretrained(load_model(target, dtype="float32"), str(adapter))
     model = merged.merge_and_unload()
@@ -62,8 +69,6 @@ def export_merged(run_path: str | Path, out: str | Path, dtype: str = "auto") ->
     saved = EXPORT_DTYPES[dtype] or (declared if isinstance(declared, torch.dtype) else None)
     if saved is not None:
         model = model.to(saved)
-    facts = card_facts(run)
-    facts.merged = True
     destination.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
     try:
@@ -76,7 +81,6 @@ def export_merged(run_path: str | Path, out: str | Path, dtype: str = "auto") ->
     finally:
         shutil.rmtree(building, ignore_errors=True)
     log.info("merged model: %s", destination)
-    return destination
 
 
 def _adapter(root: Path) -> Path:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from titok.validity import normal_answer
+
 
 def top_k_mask(
     values: Sequence[float], k: float, tie_break: Sequence[float] | None = None
@@ -79,10 +81,7 @@ MAX_CLASSES = 10  # more distinct answers than this: an open answer space, no cl
 def answer_classes(answers: Sequence[str]) -> list[str] | None:
     """Each answer's class (its first line, trimmed, lower-cased, without a final period), or
     None when the answers are open (more than MAX_CLASSES distinct ones)."""
-    classes = []
-    for answer in answers:
-        lines = answer.strip().splitlines()
-        classes.append((lines[0] if lines else "").strip().rstrip(".").strip().lower())
+    classes = [normal_answer(answer).lower() for answer in answers]
     return classes if len(set(classes)) <= MAX_CLASSES else None
 
 

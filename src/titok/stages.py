@@ -311,10 +311,17 @@ def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:
 def card_facts(run: Run, train_figures: dict[str, Any] | None = None) -> card.CardFacts:
     """What the adapter's model card says about `run` (its settings, figures, evaluations)."""
     root = run.run_dir.root
+    figures = {
+        stage: manifest["figures"]
+        for stage in card.CARD_STAGES
+        if (manifest := run.run_dir.manifest(stage))
+    }
+    if train_figures is not None:  # the train stage's own, before its manifest exists
+        figures["train"] = train_figures
     return card.CardFacts(
         settings=run.config.model_dump(),
         prompt=run.target_format.describe(),
-        figures=card.stage_figures(root / "stages", train_figures),
+        figures=figures,
         revisions=run.revisions,
         evaluations=card.adapter_evaluations(root),
     )

@@ -157,6 +157,47 @@ def prompt_echoes(
     return [template, config.instruction or DEFAULT_INSTRUCTION, REQUEST]
 
 
+def draw_queries(
+    writer: Writer,
+    config: SynthConfig,
+    seeds: Sequence[Example],
+    rng: random.Random,
+    count: int,
+    seed: int,
+    desc: str,
+) -> list[str]:
+    """`count` queries sampled from `writer` in the style `config.query_prompt`, cleaned (the
+    requests are drawn from `rng` first, then generated with `seed`)."""
+    requests, anchors = zip(
+        *(query_prompt_ids(writer.tokenizer, writer.fmt, config, seeds, rng) for _ in range(count)),
+        strict=True,
+    )
+    continuing = config.query_prompt in ("continue", "anchored")
+    with writing_scale(writer.model, config.writer_scale):
+        outputs = generate(
+            writer.model,
+            list(requests),
+            pad_id=writer.tokenizer.pad_token_id,
+            stop_ids=writer.fmt.end_ids,
+            max_new_tokens=config.max_query_tokens,
+            batch_size=config.batch_size,
+            seed=seed,
+            sample=True,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            desc=desc,
+            stop_strings=("\n\n",) if continuing else (),
+            tokenizer=writer.tokenizer,
+        )
+    texts = []
+    for ids, anchor in zip(outputs, anchors, strict=True):
+        decoded = writer.tokenizer.decode(ids, skip_special_tokens=True)
+        if anchor:  # the continuation's own spacing decides how it joins the anchor
+            decoded = join_anchor(anchor, decoded.split("\n\n", 1)[0].rstrip())
+        texts.append(clean_query(decoded, config.query_prompt))
+    return texts
+
+
 def generate_queries(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -180,6 +221,7 @@ def generate_queries(
     for query in [*(example.query for example in seeds), *seen]:
         keep.offer(query)
     n_seeds = len(keep.kept)
+    writer = Writer(model, tokenizer, fmt)
     drawn = 0
     rounds = 0
     while len(keep.kept) - n_seeds < pool_size:
@@ -189,33 +231,17 @@ def generate_queries(
             if rounds > config.max_rounds:
                 break
         count = max(config.batch_size, min(missing, 4 * config.batch_size))
-        requests, anchors = zip(
-            *(query_prompt_ids(tokenizer, fmt, config, seeds, rng) for _ in range(count)),
-            strict=True,
+        written = draw_queries(
+            writer,
+            config,
+            seeds,
+            rng,
+            count,
+            seed + drawn,
+            f"queries {len(keep.kept) - n_seeds}/{pool_size}",
         )
-        continuing = config.query_prompt in ("continue", "anchored")
-        with writing_scale(model, config.writer_scale):
-            outputs = generate(
-                model,
-                list(requests),
-                pad_id=tokenizer.pad_token_id,
-                stop_ids=fmt.end_ids,
-                max_new_tokens=config.max_query_tokens,
-                batch_size=config.batch_size,
-                seed=seed + drawn,
-                sample=True,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                desc=f"queries {len(keep.kept) - n_seeds}/{pool_size}",
-                stop_strings=("\n\n",) if continuing else (),
-                tokenizer=tokenizer,
-            )
         drawn += count
-        for ids, anchor in zip(outputs, anchors, strict=True):
-            decoded = tokenizer.decode(ids, skip_special_tokens=True)
-            if anchor:  # the continuation's own spacing decides how it joins the anchor
-                decoded = join_anchor(anchor, decoded.split("\n\n", 1)[0].rstrip())
-            text = clean_query(decoded, config.query_prompt)
+        for text in written:
             if len(keep.kept) - n_seeds >= pool_size:
                 break
             broken = rules.broken(text) if rules is not None else None
@@ -257,36 +283,15 @@ def choose_query_prompt(
     scores: dict[str, dict[str, float]] = {}
     for style in QUERY_STYLES:
         probe = config.model_copy(update={"query_prompt": style, "max_rounds": 1})
-        rng = random.Random(seed)
-        requests, anchors = zip(
-            *(
-                query_prompt_ids(writer.tokenizer, writer.fmt, probe, seeds, rng)
-                for _ in range(config.batch_size)
-            ),
-            strict=True,
+        texts = draw_queries(
+            writer,
+            probe,
+            seeds,
+            random.Random(seed),
+            config.batch_size,
+            seed,
+            f"probing query_prompt {style}",
         )
-        with writing_scale(writer.model, config.writer_scale):
-            outputs = generate(
-                writer.model,
-                list(requests),
-                pad_id=writer.tokenizer.pad_token_id,
-                stop_ids=writer.fmt.end_ids,
-                max_new_tokens=config.max_query_tokens,
-                batch_size=config.batch_size,
-                seed=seed,
-                sample=True,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                desc=f"probing query_prompt {style}",
-                stop_strings=("\n\n",) if style != "chat" else (),
-                tokenizer=writer.tokenizer,
-            )
-        texts = []
-        for ids, anchor in zip(outputs, anchors, strict=True):
-            decoded = writer.tokenizer.decode(ids, skip_special_tokens=True)
-            if anchor:
-                decoded = join_anchor(anchor, decoded.split("\n\n", 1)[0].rstrip())
-            texts.append(clean_query(decoded, style))
         passing = list(dict.fromkeys(t for t in texts if rules.broken(t) is None))
         share = len(passing) / len(texts)
         similarity = seed_similarity(passing, seeds)
