@@ -19,6 +19,7 @@ from titok.bench_report import (
     transfer_efficiency,
 )
 from titok.config import SynthConfig, TrainConfig
+from titok.errors import ConfigError
 
 
 def tiny_settings(tiny_models, out):
@@ -216,6 +217,22 @@ def test_external_query_columns_and_the_facts_settings(tmp_path):
     other = bench.transplant_config(bench.variants()[0], tmp_path, tmp_path / "s", 0, "bbh")
     assert other.select.m == settings.m and other.train == settings.transplant_train
     assert bench.cell_key("facts:0", "titok") != bench.cell_key("facts:0", "titok:queries")
+
+
+def test_ablations_get_query_twins_and_columns_pick_what_runs(tmp_path):
+    settings = BenchSettings(
+        out=tmp_path,
+        methods=["titok", "kd"],
+        ablations=True,
+        external_queries=True,
+        only=["kd:queries", "titok:novelty=0.5:queries"],
+    )
+    variants = Bench(settings).variants()
+    assert [v.name for v in variants] == ["kd:queries", "titok:novelty=0.5:queries"]
+    assert variants[1].external_queries and variants[1].overrides == {"select": {"novelty": 0.5}}
+    settings.only = ["titok:novelty=0.5:querys"]
+    with pytest.raises(ConfigError, match=r"did you mean 'titok:novelty=0\.5:queries'"):
+        Bench(settings).variants()
 
 
 def test_the_screen_keeps_tasks_whose_expert_beats_its_base_and_chance(tmp_path):

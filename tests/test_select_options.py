@@ -11,7 +11,9 @@ from titok.select import (
     answer_classes,
     class_normalised,
     class_quotas,
+    rank_with_novelty,
     rank_within_classes,
+    redundancy,
 )
 
 
@@ -73,3 +75,51 @@ def test_the_select_stage_balances_classes_and_says_how_many_of_each(tiny_models
         json.loads(line) for line in run.run_dir.path("selected.jsonl").read_text().splitlines()
     ]
     assert sorted(r["answer"] for r in kept).count("False") == m // 2
+
+
+# Three phrasings of each of four facts; the first fact's phrasings have the highest excess.
+FACTS = [("Ama Zorl", "city", "Oslo"), ("Bek Tunn", "job", "baker"),
+         ("Cil Varo", "pet", "ferret"), ("Dov Esk", "job", "tailor")]  # fmt: skip
+PHRASINGS = ("What is the {a} of {e}?", "Tell me the {a} of {e}.", "{e}: which {a}?")
+TWINS = [f"{p.format(a=a, e=e)}\n{v}" for e, a, v in FACTS for p in PHRASINGS]
+TWIN_SCORES = [20.0, 19.0, 18.0, 5.0, 4.5, 4.0, 6.0, 5.5, 5.2, 3.0, 2.0, 1.0]
+
+
+def test_novelty_spreads_the_samples_over_facts_that_top_m_leaves_out():
+    facts_of = [i // 3 for i in range(len(TWINS))]
+    plain = rank_with_novelty(TWIN_SCORES, TWINS, 4, 0.0)
+    assert plain == [0, 1, 2, 6]  # top-4 by excess: three phrasings of the first fact
+    spread = rank_with_novelty(TWIN_SCORES, TWINS, 4, 0.75)
+    assert sorted(facts_of[i] for i in spread) == [0, 1, 2, 3]  # one phrasing of each
+    assert 0 in spread  # the highest excess is always kept first
+    assert redundancy([TWINS[i] for i in spread]) < redundancy([TWINS[i] for i in plain])
+
+
+def test_novelty_is_deterministic_and_keeps_m_even_when_texts_have_no_words():
+    assert rank_with_novelty(TWIN_SCORES, TWINS, 5, 0.5) == rank_with_novelty(
+        TWIN_SCORES, TWINS, 5, 0.5
+    )
+    assert rank_with_novelty([3.0, 1.0, 2.0], ["", "", ""], 2, 0.5) == [0, 2]
+    assert redundancy(["same words", "same words"]) == pytest.approx(1.0)
+    assert redundancy(["one", "two"]) == 0.0
+
+
+def test_the_select_stage_applies_novelty_and_reports_redundancy(tiny_models, tmp_path):
+    plain = make_run(tiny_models, tmp_path / "plain")
+    spread = make_run(tiny_models, tmp_path / "spread", select__novelty=0.9)
+    for run in (plain, spread):
+        run.run_stage(run.stage("synth"))
+        run.run_stage(run.stage("score"))
+        scored = rows(run.run_dir.path("scored.jsonl"))
+        for index, row in enumerate(scored):  # one sample repeated, with the highest excess
+            if index % 2:
+                row["query"], row["answer"] = "the same question", "the same answer"
+                row["mean_excess"] = 50.0 + index
+        run.run_dir.write_jsonl("scored.jsonl", scored)
+        run.run_stage(run.stage("select"))
+    redundancies = [
+        r.run_dir.manifest("select")["figures"]["kept_redundancy"] for r in (plain, spread)
+    ]
+    assert redundancies[1] < redundancies[0]
+    kept = rows(spread.run_dir.path("selected.jsonl"))
+    assert sum(r["query"] == "the same question" for r in kept) < len(kept) // 2

@@ -28,6 +28,7 @@ from peft import PeftModel
 from titok.bench_report import BASE_COLUMNS, render
 from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig, merge
 from titok.data import pick_seeds, write_jsonl
+from titok.errors import ConfigError, did_you_mean
 from titok.evaluate import evaluate_model
 from titok.finetune import train_on_examples
 from titok.methods import new_run
@@ -68,6 +69,7 @@ def screen_tasks(data_dir: Path | None = None) -> list[str]:
 
 ALL_METHODS = ("titok", "kd", "kd-mined", "kd-5shot", "translora", "tuneshift-kd")
 K_SWEEP = (0.1, 0.3, 0.5, 0.9, 1.0)  # with TiTok's own k (0.7) that is the sweep 0.1 … 1.0
+NOVELTY_SWEEP = (0.5, 0.75)  # select.novelty: excess vs. spreading the M samples (0: TiTok)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ SEED_DATA_METHODS = frozenset({"kd-5shot"})
 def ablations() -> list[Variant]:
     """TiTok's ablations (SPEC §3): sample filtering off, target-written queries, k sweep
     (k = 1.0 is token selection off); and the options against answer collapse: validity rules,
-    class-balanced and class-normalised selection, adaptive k, TiTok + KD."""
+    class-balanced and class-normalised selection, adaptive k, novelty-weighted selection,
+    TiTok + KD."""
     return [
         Variant("titok:random-M", "titok", {"select": {"rank_by": "random"}}),
         Variant("titok:target-writes", "titok", {"synth": {"query_writer": "target"}}),
@@ -103,6 +106,10 @@ def ablations() -> list[Variant]:
         Variant("titok:class-uniform", "titok", {"select": {"class_balance": "uniform"}}),
         Variant("titok:class-norm", "titok", {"select": {"class_normalise": True}}),
         Variant("titok:adaptive-k", "titok", {"select": {"adaptive_z": 0.0}}),
+        *(
+            Variant(f"titok:novelty={w}", "titok", {"select": {"novelty": w}})
+            for w in NOVELTY_SWEEP
+        ),
         Variant("titok-kd", "titok-kd"),
     ]
 
@@ -121,6 +128,8 @@ class BenchSettings:
     repeats: int = 1  # runs of every transplant column, with pipeline seeds seed … seed+N−1
     # The columns that get the repeats (None: every transplant column); the others run once.
     repeated: list[str] | None = None
+    # Only these transplant columns run (None: every chosen one); the base columns always do.
+    only: list[str] | None = None
     m: int = 40
     k: float = 0.7
     seed: int = 0
@@ -169,13 +178,23 @@ class Bench:
         if self.settings.screen:
             return []
         chosen = [Variant(name, name) for name in self.settings.methods]
+        chosen += ablations() if self.settings.ablations else []
         if self.settings.external_queries:
             chosen += [
-                Variant(f"{n}:queries", n, {}, True)
-                for n in self.settings.methods
-                if n not in SEED_DATA_METHODS
+                Variant(f"{v.name}:queries", v.method, v.overrides, True)
+                for v in chosen
+                if v.method not in SEED_DATA_METHODS
             ]
-        return chosen + (ablations() if self.settings.ablations else [])
+        if self.settings.only is not None:
+            names = [v.name for v in chosen]
+            for name in self.settings.only:
+                if name not in names:
+                    raise ConfigError(
+                        f"--columns: no column {name!r} in this bench"
+                        f"{did_you_mean(name, names)}; the columns are: {', '.join(names)}"
+                    )
+            chosen = [v for v in chosen if v.name in self.settings.only]
+        return chosen
 
     def columns(self) -> list[str]:
         if self.settings.screen:

@@ -272,6 +272,13 @@ def bench(
         str | None,
         typer.Option(help="Comma-separated columns that get the repeats (default: every one)."),
     ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated transplant columns to run (default: every chosen one), e.g. "
+            "titok:queries,titok:novelty=0.5:queries."
+        ),
+    ] = None,
     render: Annotated[
         Path | None,
         typer.Option(help="Only write results.md and the charts of this bench directory."),
@@ -338,12 +345,14 @@ def bench(
         test_frac=test_frac,
         repeats=repeats,
         repeated=[c.strip() for c in repeat_only.split(",")] if repeat_only else None,
+        only=[c.strip() for c in columns.split(",")] if columns else None,
         dtype=dtype_setting(dtype),
         screen=screen,
         source=source,
         target=target,
     )
     bench_run = Bench(settings)
+    bench_run.variants()  # an unknown --columns name fails here, before any work
     bench_run.run()
     print(write_report(bench_run))
     print(f"cells: {out / 'cells'}  table: {out / 'results.md'}  chart: {out / 'results.png'}")

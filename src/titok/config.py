@@ -119,7 +119,12 @@ class ScoreConfig(_Settings):
 class SelectConfig(_Settings):
     """SPEC §2.3: keep the top-M samples by mean excess, then the top-k tokens in each."""
 
-    ADDED_LATER: ClassVar[tuple[str, ...]] = ("class_balance", "class_normalise", "adaptive_z")
+    ADDED_LATER: ClassVar[tuple[str, ...]] = (
+        "class_balance",
+        "class_normalise",
+        "adaptive_z",
+        "novelty",
+    )
 
     m: int = Field(250, ge=1, description="Samples kept (paper: BBH 250, MMLU 90, LaMP 200).")
     k: float = Field(0.7, gt=0.0, le=1.0, description="Share of answer tokens kept per sample.")
@@ -145,6 +150,16 @@ class SelectConfig(_Settings):
         False,
         description="Rank by mean excess standardised within each answer class (closed answer "
         "spaces), so a class the adapter raised most does not fill the M samples by itself.",
+    )
+    novelty: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="With rank_by 'excess': weight of novelty against excess when choosing the M "
+        "samples (maximal marginal relevance). Each next sample maximises (1 − novelty) × its "
+        "excess rank in the pool + novelty × (1 − its highest TF-IDF cosine similarity, over "
+        "query and answer words, to a sample already kept), so near-twins (phrasings of one "
+        "fact, instances of one answer) do not fill the M samples. 0: top-M by excess (TiTok).",
     )
     adaptive_z: float | None = Field(
         None,

@@ -7,6 +7,8 @@ import random
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import rankdata
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from titok.validity import normal_answer
 
@@ -64,6 +66,59 @@ def mean_text_excess(values: Sequence[float], n_end: int) -> float:
     return float(np.mean(text if len(text) else array))
 
 
+def sample_vectors(texts: Sequence[str]) -> np.ndarray | None:
+    """L2-normalised TF-IDF vectors of the samples' words (rows: samples), or None when the
+    texts hold no word. Rare words (an entity's name, a specific value) weigh most, so two
+    samples about the same thing are close even when phrased differently."""
+    vectorizer = TfidfVectorizer(lowercase=True, token_pattern=r"(?u)\b\w+\b")
+    try:
+        return vectorizer.fit_transform(texts)
+    except ValueError:  # empty vocabulary
+        return None
+
+
+def redundancy(texts: Sequence[str]) -> float:
+    """Mean, over the samples, of the highest TF-IDF cosine similarity to another sample
+    (0: nothing shared; 1: every sample has a word-for-word twin)."""
+    vectors = sample_vectors(texts)
+    if vectors is None or len(texts) < 2:
+        return 0.0
+    similarity = (vectors @ vectors.T).toarray()
+    np.fill_diagonal(similarity, -np.inf)
+    return float(np.mean(similarity.max(axis=1)))
+
+
+def rank_with_novelty(
+    scores: Sequence[float], texts: Sequence[str], m: int, weight: float
+) -> list[int]:
+    """Indices of the M kept samples by maximal marginal relevance, in pool order.
+
+    Each next sample maximises (1 − weight) · its score's rank in the pool (0 lowest … 1
+    highest) + weight · (1 − its highest TF-IDF cosine similarity to a sample already kept).
+    Top-M by score alone keeps near-twins (three phrasings of one fact, one answer's many
+    instances) when they all score high; novelty spreads the M samples over what the pool
+    covers while still preferring high excess. weight 0 is plain top-M.
+    """
+    n = len(scores)
+    m = min(m, n)
+    array = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    relevance = (rankdata(array) - 1) / max(n - 1, 1)
+    vectors = sample_vectors(texts)
+    if weight == 0 or vectors is None:
+        return rank_samples(list(array), m, False, 0)
+    closest = np.zeros(n)  # highest similarity to a kept sample so far
+    free = np.ones(n, dtype=bool)
+    chosen: list[int] = []
+    for _ in range(m):
+        value = (1 - weight) * relevance + weight * (1 - closest)
+        value[~free] = -np.inf
+        pick = int(np.argmax(value))  # first of equals: pool order breaks ties
+        chosen.append(pick)
+        free[pick] = False
+        closest = np.maximum(closest, (vectors @ vectors[pick].T).toarray().ravel())
+    return sorted(chosen)
+
+
 def rank_samples(scores: Sequence[float], m: int, at_random: bool, seed: int) -> list[int]:
     """Indices of the M kept samples (highest score first, or at random), in pool order."""
     indices = list(range(len(scores)))
@@ -118,14 +173,26 @@ def class_quotas(classes: Sequence[str], m: int, shares: str) -> dict[str, int]:
 
 
 def rank_within_classes(
-    scores: Sequence[float], classes: Sequence[str], m: int, shares: str
+    scores: Sequence[float],
+    classes: Sequence[str],
+    m: int,
+    shares: str,
+    texts: Sequence[str] | None = None,
+    novelty: float = 0.0,
 ) -> list[int]:
-    """Indices of the M kept samples: each class's quota filled by its highest scores."""
+    """Indices of the M kept samples: each class's quota filled by its highest scores (by
+    `rank_with_novelty` within the class when `novelty` > 0)."""
     quotas = class_quotas(classes, m, shares)
     chosen = []
     for label, quota in quotas.items():
         members = [i for i, c in enumerate(classes) if c == label]
-        chosen += sorted(members, key=lambda i: (-scores[i], i))[:quota]
+        if novelty > 0 and texts is not None:
+            picked = rank_with_novelty(
+                [scores[i] for i in members], [texts[i] for i in members], quota, novelty
+            )
+            chosen += [members[j] for j in picked]
+        else:
+            chosen += sorted(members, key=lambda i: (-scores[i], i))[:quota]
     return sorted(chosen)
 
 

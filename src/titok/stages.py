@@ -163,8 +163,11 @@ def select_body(run: Run) -> dict[str, Any]:
     by_class = c.rank_by == "excess" and classes is not None
     if by_class and c.class_normalise:
         scores = select.class_normalised(scores, classes)
+    texts = [f"{r['query']}\n{r['answer']}" for r in rows]
     if by_class and c.class_balance != "none":
-        kept = select.rank_within_classes(scores, classes, c.m, c.class_balance)
+        kept = select.rank_within_classes(scores, classes, c.m, c.class_balance, texts, c.novelty)
+    elif c.rank_by == "excess" and c.novelty > 0:
+        kept = select.rank_with_novelty(scores, texts, c.m, c.novelty)
     else:
         kept = select.rank_samples(scores, c.m, c.rank_by == "random", run.config.seed)
     selected = []
@@ -190,6 +193,8 @@ def select_body(run: Run) -> dict[str, Any]:
         "rank_by": c.rank_by,
         "pool_mean_excess": round(float(np.mean(all_means)), 4),
         "kept_mean_excess": round(float(np.mean([r["mean_excess"] for r in selected])), 4),
+        # Mean highest TF-IDF similarity of a kept sample to another (1: all near-twins).
+        "kept_redundancy": round(select.redundancy([texts[i] for i in kept]), 4),
         "selected_tokens": sum(sum(r["source_mask"]) for r in selected),
         "answer_tokens": sum(len(r["source_mask"]) for r in selected),
         **extra,
