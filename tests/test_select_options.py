@@ -9,12 +9,16 @@ from tests.test_pipeline import make_run, rows
 from titok.select import (
     adaptive_answer_mask,
     answer_classes,
+    answer_mask,
+    by_words,
     class_normalised,
     class_quotas,
     rank_with_novelty,
     rank_within_classes,
     redundancy,
+    word_groups,
 )
+from titok.stages import answer_pieces
 
 
 def test_answer_classes_are_closed_or_none():
@@ -123,3 +127,35 @@ def test_the_select_stage_applies_novelty_and_reports_redundancy(tiny_models, tm
     assert redundancies[1] < redundancies[0]
     kept = rows(spread.run_dir.path("selected.jsonl"))
     assert sum(r["query"] == "the same question" for r in kept) < len(kept) // 2
+
+
+def test_words_group_the_pieces_that_spell_one_word():
+    assert word_groups(["N", "airobi", ",", " Kenya"]) == [[0, 1, 2], [3]]
+    assert word_groups(["The", " answer", " (", "A", ")"]) == [[0], [1], [2, 3, 4]]
+    assert word_groups(["a ", "b", "", "c"]) == [[0], [1, 2, 3]]
+
+
+def test_word_level_top_k_keeps_or_drops_whole_words():
+    # "N" + "airobi" then an end token: token top-k (k 0.7 of 2 text tokens = 1) drops "N"
+    values, groups = [6.1, 13.3, 13.8], [[0, 1]]
+    assert answer_mask(values, 1, 0.7, "always").tolist() == [False, True, True]
+    by_word = by_words(lambda v, e: answer_mask(v, e, 0.7, "always"), values, 1, groups)
+    assert by_word.tolist() == [True, True, True]
+    # two words: the one with the larger summed excess is kept, with all its tokens
+    values, groups = [1.0, 1.0, 1.5, 0.0], [[0, 1], [2]]
+    by_word = by_words(lambda v, e: answer_mask(v, e, 0.5, "always"), values, 1, groups)
+    assert by_word.tolist() == [True, True, False, True]
+
+
+def test_the_select_stage_keeps_whole_words(tiny_models, tmp_path):
+    run = make_run(tiny_models, tmp_path / "words", select__unit="word", select__k=0.3)
+    for stage in ("synth", "score", "select"):
+        run.run_stage(run.stage(stage))
+    words_of_several_pieces = 0
+    for row in rows(run.run_dir.path("selected.jsonl")):
+        n_text = len(row["excess"]) - row["n_end"]
+        pieces = answer_pieces(run.source_tokenizer, row["source_ids"][:n_text])
+        for group in word_groups(pieces):
+            assert len({row["source_mask"][i] for i in group}) == 1, (pieces, row["source_mask"])
+            words_of_several_pieces += len(group) > 1
+    assert words_of_several_pieces  # the check above had something to check

@@ -92,7 +92,7 @@ def ablations() -> list[Variant]:
     """TiTok's ablations (SPEC §3): sample filtering off, target-written queries, k sweep
     (k = 1.0 is token selection off); and the options against answer collapse: validity rules,
     class-balanced and class-normalised selection, adaptive k, novelty-weighted selection,
-    TiTok + KD."""
+    word-level top-k (alone and with novelty), TiTok + KD."""
     return [
         Variant("titok:random-M", "titok", {"select": {"rank_by": "random"}}),
         Variant("titok:target-writes", "titok", {"synth": {"query_writer": "target"}}),
@@ -108,6 +108,11 @@ def ablations() -> list[Variant]:
         Variant("titok:adaptive-k", "titok", {"select": {"adaptive_z": 0.0}}),
         *(
             Variant(f"titok:novelty={w}", "titok", {"select": {"novelty": w}})
+            for w in NOVELTY_SWEEP
+        ),
+        Variant("titok:words", "titok", {"select": {"unit": "word"}}),
+        *(
+            Variant(f"titok:words+novelty={w}", "titok", {"select": {"unit": "word", "novelty": w}})
             for w in NOVELTY_SWEEP
         ),
         Variant("titok-kd", "titok-kd"),

@@ -124,6 +124,7 @@ class SelectConfig(_Settings):
         "class_normalise",
         "adaptive_z",
         "novelty",
+        "unit",
     )
 
     m: int = Field(250, ge=1, description="Samples kept (paper: BBH 250, MMLU 90, LaMP 200).")
@@ -160,6 +161,12 @@ class SelectConfig(_Settings):
         "excess rank in the pool + novelty × (1 − its highest TF-IDF cosine similarity, over "
         "query and answer words, to a sample already kept), so near-twins (phrasings of one "
         "fact, instances of one answer) do not fill the M samples. 0: top-M by excess (TiTok).",
+    )
+    unit: Literal["token", "word"] = Field(
+        "token",
+        description="What the top-k ranks inside an answer: 'token' (TiTok: each token by its "
+        "excess) or 'word' (whole words, each by the sum of its tokens' excess; a kept word "
+        "keeps all its tokens, so a word is never trained without its first piece).",
     )
     adaptive_z: float | None = Field(
         None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -57,6 +57,43 @@ def answer_mask(
         return top_k_mask(array, k, tie_break)
     ties = None if tie_break is None else np.asarray(tie_break)[:n_text]
     return np.concatenate([top_k_mask(array[:n_text], k, ties), np.ones(n_end, dtype=bool)])
+
+
+def word_groups(pieces: Sequence[str]) -> list[list[int]]:
+    """Token positions grouped into words: a token starts a new word when its text begins with
+    whitespace or the previous token's text ends with it (an empty piece continues the word)."""
+    groups: list[list[int]] = []
+    for position, piece in enumerate(pieces):
+        previous = pieces[position - 1] if position else ""
+        starts = not groups or (piece[:1].isspace()) or (previous[-1:].isspace())
+        if starts and piece:
+            groups.append([position])
+        elif groups:
+            groups[-1].append(position)
+        else:
+            groups.append([position])
+    return groups
+
+
+def by_words(
+    mask_of: Callable[[np.ndarray, int], np.ndarray],
+    values: Sequence[float],
+    n_end: int,
+    groups: Sequence[Sequence[int]],
+) -> np.ndarray:
+    """A token mask chosen word by word: `mask_of` ranks the answer's words (each word's excess
+    is the sum of its tokens', the log-ratio of the whole word) and the closing tokens, and a
+    kept word keeps every token it has. A word's first piece is what makes a model start it;
+    token-level top-k can drop it and keep the rest (measured on the knowledge task)."""
+    array = np.asarray(values, dtype=np.float64)
+    n_text = len(array) - n_end
+    word_values = [float(np.sum(array[list(g)])) for g in groups]
+    word_mask = mask_of(np.asarray(word_values + array[n_text:].tolist()), n_end)
+    mask = np.zeros(len(array), dtype=bool)
+    for keep, group in zip(word_mask[: len(groups)], groups, strict=True):
+        mask[list(group)] = keep
+    mask[n_text:] = word_mask[len(groups) :]
+    return mask
 
 
 def mean_text_excess(values: Sequence[float], n_end: int) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from titok.models import adapter_dir
 from titok.pipeline import Run, Stage
 from titok.precision import fingerprint_part
 from titok.train import Checkpoints, TrainExample, save_adapter, train_lora
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def file_digest(path: str | Path | None) -> str | None:
@@ -149,6 +152,32 @@ def sample_scores(run: Run, rows: list[dict]) -> list[float]:
     return [judged[r["id"]] for r in rows]
 
 
+def token_mask(run: Run, row: dict) -> np.ndarray:
+    """The top-k (or adaptive) mask of one kept sample's answer, by tokens or whole words."""
+    c = run.config.select
+
+    def mask_of(values: np.ndarray, n_end: int) -> np.ndarray:
+        if c.adaptive_z is None:
+            return select.answer_mask(values, n_end, c.k, c.end_token)
+        return select.adaptive_answer_mask(values, n_end, c.adaptive_z, c.end_token)
+
+    n_text = len(row["excess"]) - row["n_end"]
+    if c.unit == "token" or n_text == 0:
+        return mask_of(np.asarray(row["excess"]), row["n_end"])
+    groups = select.word_groups(answer_pieces(run.source_tokenizer, row["source_ids"][:n_text]))
+    return select.by_words(mask_of, row["excess"], row["n_end"], groups)
+
+
+def answer_pieces(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str]:
+    """Each answer token's text as it reads after the token before it (so leading spaces show)."""
+    pieces = []
+    for position in range(len(ids)):
+        before = tokenizer.decode(ids[position - 1 : position]) if position else ""
+        both = tokenizer.decode(ids[max(position - 1, 0) : position + 1])
+        pieces.append(both[len(before) :] if both.startswith(before) else "")
+    return pieces
+
+
 def select_body(run: Run) -> dict[str, Any]:
     c = run.config.select
     rows = run.run_dir.read_jsonl("scored.jsonl", "score")
@@ -173,13 +202,7 @@ def select_body(run: Run) -> dict[str, Any]:
     selected = []
     for index in kept:
         row = rows[index]
-        if c.adaptive_z is None:
-            mask = select.answer_mask(row["excess"], row["n_end"], c.k, c.end_token)
-        else:
-            mask = select.adaptive_answer_mask(
-                row["excess"], row["n_end"], c.adaptive_z, c.end_token
-            )
-        row["source_mask"] = mask.astype(int).tolist()
+        row["source_mask"] = token_mask(run, row).astype(int).tolist()
         selected.append(row)
     extra: dict[str, Any] = {}
     if classes is not None:

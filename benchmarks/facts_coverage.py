@@ -1,0 +1,115 @@
+"""Which facts did each transplant see, and how many of those arrived? Coverage × uptake.
+
+    python benchmarks/facts_coverage.py runs/bench-facts --out results/facts-0
+
+A transplant of the knowledge task (`facts:<seed>`) can only recall a fact it was taught. For
+every transplant cell of a bench directory (its `cells/*.json` and the run directories beside
+them), this reads the samples the method kept (`<task>/<column>/selected.jsonl`) and calls a test
+fact **taught** when a kept sample's query names the fact's person and its answer is the fact's
+value (first line, case-insensitive). It then splits the cell's per-example outcomes into
+recall on taught facts (uptake: did the training carry what it was shown?) and on the others
+(should be near chance: a sign of guessing, not knowledge). Sample selection acts on the first
+factor, training on the second. Writes `facts_coverage.md` and `facts_coverage.json` in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from titok.bench import slug
+from titok.bench_report import BASE_COLUMNS
+from titok.facts import make_facts
+from titok.validity import normal_answer
+
+
+def taught_facts(selected: list[dict], facts: dict[str, dict[str, str]]) -> set[tuple[str, str]]:
+    """(person, attribute) pairs some kept sample asks about and answers with the right value."""
+    taught = set()
+    for row in selected:
+        answer = normal_answer(row["answer"]).lower()
+        for person, values in facts.items():
+            if person.lower() in row["query"].lower():
+                taught |= {(person, a) for a, v in values.items() if v.lower() == answer}
+    return taught
+
+
+def cell_coverage(bench: Path, cell: dict) -> dict | None:
+    seed = int(cell["task"].partition(":")[2] or 0)
+    kb = make_facts(seed)
+    name = cell["column"] + (f"-r{cell['repeat']}" if cell.get("repeat") else "")
+    selected_path = bench / cell["task"].replace(":", "_") / slug(name) / "selected.jsonl"
+    if not selected_path.is_file():
+        return None
+    selected = [json.loads(line) for line in selected_path.read_text().splitlines() if line]
+    taught = taught_facts(selected, kb.facts)
+    if [row.answer for row in kb.test] != cell["golds"]:
+        raise SystemExit(f"{cell['column']}: the cell's test rows are not facts:{seed}'s")
+    hits = {True: [], False: []}
+    for row, outcome in zip(kb.test, cell["outcomes"], strict=True):
+        hits[(row.entity, row.attribute) in taught].append(outcome)
+
+    def share(values: list[int]) -> float | None:
+        return round(sum(values) / len(values), 3) if values else None
+
+    return {
+        "column": cell["column"],
+        "repeat": cell.get("repeat", 0),
+        "kept": len(selected),
+        "taught": len(taught),
+        "test_facts": len(kb.test),
+        "recall": share(cell["outcomes"]),
+        "recall_taught": share(hits[True]),
+        "recall_not_taught": share(hits[False]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench", type=Path, help="Bench directory with cells/ and run folders.")
+    parser.add_argument("--out", type=Path, help="Where the tables go (default: the bench).")
+    args = parser.parse_args()
+    out = args.out or args.bench
+    rows = []
+    for path in sorted((args.bench / "cells").glob("facts_*.json")):
+        cell = json.loads(path.read_text())
+        if cell.get("status") == "done" and cell["column"] not in BASE_COLUMNS:
+            row = cell_coverage(args.bench, cell)
+            if row is not None:
+                rows.append(row)
+    by_column: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_column[row["column"]].append(row)
+
+    def mean(values: list, digits: int = 3) -> str:
+        real = [v for v in values if v is not None]
+        return f"{statistics.mean(real):.{digits}f}" if real else "—"
+
+    lines = [
+        "| column | repeats | facts taught (of 120) | recall | recall on taught facts | "
+        "recall on the others |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for column, group in by_column.items():
+        lines.append(
+            f"| {column} | {len(group)} | {mean([r['taught'] for r in group], 1)} | "
+            f"{mean([r['recall'] for r in group])} | {mean([r['recall_taught'] for r in group])} "
+            f"| {mean([r['recall_not_taught'] for r in group])} |"
+        )
+    table = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "facts_coverage.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (out / "facts_coverage.md").write_text(
+        "# Facts taught and facts recalled\n\n"
+        f"Made with `python benchmarks/facts_coverage.py {args.bench} --out {out}`; "
+        "means over repeats. A fact is taught when a kept sample names the person and answers "
+        "with the fact's value.\n\n" + table + "\n"
+    )
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
