@@ -8,8 +8,11 @@ them), this reads the samples the method kept (`<task>/<column>/selected.jsonl`)
 fact **taught** when a kept sample's query names the fact's person and its answer is the fact's
 value (first line, case-insensitive). It then splits the cell's per-example outcomes into
 recall on taught facts (uptake: did the training carry what it was shown?) and on the others
-(should be near chance: a sign of guessing, not knowledge). Sample selection acts on the first
-factor, training on the second. Writes `facts_coverage.md` and `facts_coverage.json` in --out.
+(should be near chance: a sign of guessing, not knowledge), and the taught facts into those a
+kept sample trains whole (every token of the answer text in the mask) and those whose value lost
+a piece to the token top-k. Sample selection acts on coverage, token selection and training on
+uptake. Recall is per test question (the held-out paraphrase of each fact). Writes
+`facts_coverage.md` and `facts_coverage.json` in --out.
 """
 
 from __future__ import annotations
@@ -26,14 +29,22 @@ from titok.facts import make_facts
 from titok.validity import normal_answer
 
 
-def taught_facts(selected: list[dict], facts: dict[str, dict[str, str]]) -> set[tuple[str, str]]:
-    """(person, attribute) pairs some kept sample asks about and answers with the right value."""
-    taught = set()
+def taught_facts(
+    selected: list[dict], facts: dict[str, dict[str, str]]
+) -> dict[tuple[str, str], bool]:
+    """(person, attribute) pairs some kept sample asks about and answers with the right value,
+    each with whether a sample that teaches it trains every token of its answer text."""
+    taught: dict[tuple[str, str], bool] = {}
     for row in selected:
         answer = normal_answer(row["answer"]).lower()
+        mask = row.get("source_mask") or [1] * len(row.get("excess", []))
+        whole = all(mask[: len(mask) - row.get("n_end", 0)])
         for person, values in facts.items():
             if person.lower() in row["query"].lower():
-                taught |= {(person, a) for a, v in values.items() if v.lower() == answer}
+                for attribute, value in values.items():
+                    if value.lower() == answer:
+                        key = (person, attribute)
+                        taught[key] = taught.get(key, False) or whole
     return taught
 
 
@@ -48,9 +59,10 @@ def cell_coverage(bench: Path, cell: dict) -> dict | None:
     taught = taught_facts(selected, kb.facts)
     if [row.answer for row in kb.test] != cell["golds"]:
         raise SystemExit(f"{cell['column']}: the cell's test rows are not facts:{seed}'s")
-    hits = {True: [], False: []}
+    hits: dict[str, list[int]] = {"whole": [], "partly": [], "not": []}
     for row, outcome in zip(kb.test, cell["outcomes"], strict=True):
-        hits[(row.entity, row.attribute) in taught].append(outcome)
+        key = (row.entity, row.attribute)
+        hits["not" if key not in taught else "whole" if taught[key] else "partly"].append(outcome)
 
     def share(values: list[int]) -> float | None:
         return round(sum(values) / len(values), 3) if values else None
@@ -62,8 +74,11 @@ def cell_coverage(bench: Path, cell: dict) -> dict | None:
         "taught": len(taught),
         "test_facts": len(kb.test),
         "recall": share(cell["outcomes"]),
-        "recall_taught": share(hits[True]),
-        "recall_not_taught": share(hits[False]),
+        "taught_whole": len(hits["whole"]),
+        "recall_taught": share(hits["whole"] + hits["partly"]),
+        "recall_taught_whole": share(hits["whole"]),
+        "recall_taught_partly": share(hits["partly"]),
+        "recall_not_taught": share(hits["not"]),
     }
 
 
@@ -89,15 +104,25 @@ def main() -> None:
         return f"{statistics.mean(real):.{digits}f}" if real else "—"
 
     lines = [
-        "| column | repeats | facts taught (of 120) | recall | recall on taught facts | "
-        "recall on the others |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| column | repeats | facts taught (of 120) | … with every answer token trained | recall "
+        "| recall on taught facts | … trained whole | … a piece dropped | recall on the others |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for column, group in by_column.items():
         lines.append(
             f"| {column} | {len(group)} | {mean([r['taught'] for r in group], 1)} | "
-            f"{mean([r['recall'] for r in group])} | {mean([r['recall_taught'] for r in group])} "
-            f"| {mean([r['recall_not_taught'] for r in group])} |"
+            f"{mean([r['taught_whole'] for r in group], 1)} | "
+            + " | ".join(
+                mean([r[key] for r in group])
+                for key in (
+                    "recall",
+                    "recall_taught",
+                    "recall_taught_whole",
+                    "recall_taught_partly",
+                    "recall_not_taught",
+                )
+            )
+            + " |"
         )
     table = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +131,8 @@ def main() -> None:
         "# Facts taught and facts recalled\n\n"
         f"Made with `python benchmarks/facts_coverage.py {args.bench} --out {out}`; "
         "means over repeats. A fact is taught when a kept sample names the person and answers "
-        "with the fact's value.\n\n" + table + "\n"
+        "with the fact's value; trained whole when such a sample keeps every token of its "
+        "answer text in the mask.\n\n" + table + "\n"
     )
     print(table)
 
