@@ -32,6 +32,21 @@ def test_flags_override_yaml_override_defaults(tmp_path):
     )
 
 
+def test_settings_added_later_stay_out_of_fingerprints_only_at_their_old_behaviour():
+    from titok.config import SelectConfig, SynthConfig
+
+    for settings in (SelectConfig, SynthConfig):
+        assert set(settings.ADDED_LATER) <= set(settings.model_fields)
+        settings(**settings.ADDED_LATER)  # each "before" value is a valid setting
+    assert "novelty" not in SelectConfig().fingerprint_settings()
+    assert SelectConfig(novelty=0.5).fingerprint_settings()["novelty"] == 0.5
+
+    class NewDefault(SelectConfig):  # a later default that behaves differently
+        unit: str = "word"
+
+    assert NewDefault().fingerprint_settings()["unit"] == "word"
+
+
 def test_unknown_key_says_did_you_mean(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("select:\n  top_k: 0.5\n")

@@ -17,15 +17,17 @@ from titok.precision import DtypeSetting
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    # Settings added after runs and bench cells were made: left out of fingerprints while they
-    # hold their default, so what was made before they existed is still found finished.
-    ADDED_LATER: ClassVar[tuple[str, ...]] = ()
+    # Settings added after runs and bench cells were made, each with the value that behaves as
+    # titok did before it existed: left out of fingerprints while they hold that value, so what
+    # was made before is still found finished. Keyed by that value, not by the default, so a
+    # later change of default changes the fingerprint (old results are never taken for new).
+    ADDED_LATER: ClassVar[dict[str, Any]] = {}
 
     def fingerprint_settings(self) -> dict[str, Any]:
         """The settings as fingerprints hash them."""
         data = self.model_dump()
-        for name in self.ADDED_LATER:
-            if data[name] == type(self).model_fields[name].default:
+        for name, before in self.ADDED_LATER.items():
+            if data[name] == before:
                 del data[name]
         return data
 
@@ -33,7 +35,11 @@ class _Settings(BaseModel):
 class SynthConfig(_Settings):
     """SPEC §2.1: the source expert writes queries from the seeds, then answers them."""
 
-    ADDED_LATER: ClassVar[tuple[str, ...]] = ("validity", "writer_scale", "anchor_share")
+    ADDED_LATER: ClassVar[dict[str, Any]] = {
+        "validity": False,
+        "writer_scale": 1.0,
+        "anchor_share": 0.3,
+    }
 
     instruction: str | None = Field(
         None,
@@ -119,13 +125,13 @@ class ScoreConfig(_Settings):
 class SelectConfig(_Settings):
     """SPEC §2.3: keep the top-M samples by mean excess, then the top-k tokens in each."""
 
-    ADDED_LATER: ClassVar[tuple[str, ...]] = (
-        "class_balance",
-        "class_normalise",
-        "adaptive_z",
-        "novelty",
-        "unit",
-    )
+    ADDED_LATER: ClassVar[dict[str, Any]] = {
+        "class_balance": "none",
+        "class_normalise": False,
+        "adaptive_z": None,
+        "novelty": 0.0,
+        "unit": "token",
+    }
 
     m: int = Field(250, ge=1, description="Samples kept (paper: BBH 250, MMLU 90, LaMP 200).")
     k: float = Field(0.7, gt=0.0, le=1.0, description="Share of answer tokens kept per sample.")
