@@ -139,17 +139,17 @@ def test_word_level_top_k_keeps_or_drops_whole_words():
     # "N" + "airobi" then an end token: token top-k (k 0.7 of 2 text tokens = 1) drops "N"
     values, groups = [6.1, 13.3, 13.8], [[0, 1]]
     assert answer_mask(values, 1, 0.7, "always").tolist() == [False, True, True]
-    by_word = by_words(lambda v, e: answer_mask(v, e, 0.7, "always"), values, 1, groups)
+    by_word = by_words(lambda v, e, t: answer_mask(v, e, 0.7, "always", t), values, 1, groups)
     assert by_word.tolist() == [True, True, True]
     # two words: the one with the larger summed excess is kept, with all its tokens
     values, groups = [1.0, 1.0, 1.5, 0.0], [[0, 1], [2]]
-    by_word = by_words(lambda v, e: answer_mask(v, e, 0.5, "always"), values, 1, groups)
+    by_word = by_words(lambda v, e, t: answer_mask(v, e, 0.5, "always", t), values, 1, groups)
     assert by_word.tolist() == [True, True, False, True]
 
 
-def test_the_select_stage_keeps_whole_words(tiny_models, tmp_path):
+def test_select_and_align_keep_whole_words(tiny_models, tmp_path):
     run = make_run(tiny_models, tmp_path / "words", select__unit="word", select__k=0.3)
-    for stage in ("synth", "score", "select"):
+    for stage in ("synth", "score", "select", "align"):
         run.run_stage(run.stage(stage))
     words_of_several_pieces = 0
     for row in rows(run.run_dir.path("selected.jsonl")):
@@ -159,3 +159,12 @@ def test_the_select_stage_keeps_whole_words(tiny_models, tmp_path):
             assert len({row["source_mask"][i] for i in group}) == 1, (pieces, row["source_mask"])
             words_of_several_pieces += len(group) > 1
     assert words_of_several_pieces  # the check above had something to check
+    # and on the target, after the mask crossed tokenizers: whole target words
+    several_on_target = 0
+    for row in rows(run.run_dir.path("target.jsonl")):
+        n_text = len(row["target_ids"]) - len(run.target_format.end_ids)
+        pieces = answer_pieces(run.target_tokenizer, row["target_ids"][:n_text])
+        for group in word_groups(pieces):
+            assert len({row["target_mask"][i] for i in group}) == 1, (pieces, row["target_mask"])
+            several_on_target += len(group) > 1
+    assert several_on_target

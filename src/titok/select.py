@@ -76,19 +76,25 @@ def word_groups(pieces: Sequence[str]) -> list[list[int]]:
 
 
 def by_words(
-    mask_of: Callable[[np.ndarray, int], np.ndarray],
+    mask_of: Callable[[np.ndarray, int, np.ndarray | None], np.ndarray],
     values: Sequence[float],
     n_end: int,
     groups: Sequence[Sequence[int]],
+    aggregate: Callable[[np.ndarray], float] = np.sum,
+    tie_break: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """A token mask chosen word by word: `mask_of` ranks the answer's words (each word's excess
-    is the sum of its tokens', the log-ratio of the whole word) and the closing tokens, and a
-    kept word keeps every token it has. A word's first piece is what makes a model start it;
-    token-level top-k can drop it and keep the rest (measured on the knowledge task)."""
+    """A token mask chosen word by word: `mask_of` ranks the answer's words and the closing
+    tokens, and a kept word keeps every token it has. A word's value is `aggregate` of its
+    tokens' (the sum of excess is the log-ratio of the whole word); `tie_break` is summed per
+    word. A word's first piece is what makes a model start it; token-level top-k can drop it."""
     array = np.asarray(values, dtype=np.float64)
     n_text = len(array) - n_end
-    word_values = [float(np.sum(array[list(g)])) for g in groups]
-    word_mask = mask_of(np.asarray(word_values + array[n_text:].tolist()), n_end)
+
+    def per_word(tokens: np.ndarray, how: Callable[[np.ndarray], float]) -> np.ndarray:
+        return np.asarray([float(how(tokens[list(g)])) for g in groups] + tokens[n_text:].tolist())
+
+    ties = None if tie_break is None else per_word(np.asarray(tie_break, float), np.sum)
+    word_mask = mask_of(per_word(array, aggregate), n_end, ties)
     mask = np.zeros(len(array), dtype=bool)
     for keep, group in zip(word_mask[: len(groups)], groups, strict=True):
         mask[list(group)] = keep

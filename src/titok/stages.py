@@ -156,7 +156,7 @@ def token_mask(run: Run, row: dict) -> np.ndarray:
     """The top-k (or adaptive) mask of one kept sample's answer, by tokens or whole words."""
     c = run.config.select
 
-    def mask_of(values: np.ndarray, n_end: int) -> np.ndarray:
+    def mask_of(values: np.ndarray, n_end: int, _: np.ndarray | None = None) -> np.ndarray:
         if c.adaptive_z is None:
             return select.answer_mask(values, n_end, c.k, c.end_token)
         return select.adaptive_answer_mask(values, n_end, c.adaptive_z, c.end_token)
@@ -266,7 +266,19 @@ def transfer_row(row: dict, run: Run, stats: AlignmentStats) -> dict:
     c = run.config.select
     # An adaptive selection keeps the share of text tokens it chose on the source side.
     k = c.k if c.adaptive_z is None or not n_answer else max(float(mask[:n_answer].mean()), 1e-9)
-    target_mask = select.answer_mask(target_values, len(end_tgt), k, c.end_token, tie_break)
+    if c.unit == "word" and target_answer:
+        # Whole words on the target too: a word's value is the mean mask its tokens received.
+        groups = select.word_groups(answer_pieces(tgt_tok, target_answer))
+        target_mask = select.by_words(
+            lambda v, n, t: select.answer_mask(v, n, k, c.end_token, t),
+            target_values,
+            len(end_tgt),
+            groups,
+            np.mean,
+            tie_break,
+        )
+    else:
+        target_mask = select.answer_mask(target_values, len(end_tgt), k, c.end_token, tie_break)
     return {
         "target_ids": target_ids,
         "target_values": [round(float(v), 6) for v in np.nan_to_num(target_values, nan=0.0)],
