@@ -18,7 +18,7 @@ from titok.bench_report import (
     screen_table,
     transfer_efficiency,
 )
-from titok.config import SynthConfig, TrainConfig
+from titok.config import PAPER_SELECTION, SynthConfig, TrainConfig
 from titok.errors import ConfigError
 
 
@@ -225,13 +225,13 @@ def test_ablations_get_query_twins_and_columns_pick_what_runs(tmp_path):
         methods=["titok", "kd"],
         ablations=True,
         external_queries=True,
-        only=["kd:queries", "titok:novelty=0.5:queries"],
+        only=["kd:queries", "titok:paper:queries"],
     )
     variants = Bench(settings).variants()
-    assert [v.name for v in variants] == ["kd:queries", "titok:novelty=0.5:queries"]
-    assert variants[1].external_queries and variants[1].overrides == {"select": {"novelty": 0.5}}
-    settings.only = ["titok:novelty=0.5:querys"]
-    with pytest.raises(ConfigError, match=r"did you mean 'titok:novelty=0\.5:queries'"):
+    assert [v.name for v in variants] == ["kd:queries", "titok:paper:queries"]
+    assert variants[1].external_queries and variants[1].overrides == {"select": PAPER_SELECTION}
+    settings.only = ["titok:paper:querys"]
+    with pytest.raises(ConfigError, match="did you mean 'titok:paper:queries'"):
         Bench(settings).variants()
 
 

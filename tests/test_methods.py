@@ -13,7 +13,7 @@ from safetensors.numpy import load_file
 from transformers import AutoModelForCausalLM
 
 from tests.common import gemma_tokenizer, smol_tokenizer, tiny_llama
-from tests.test_pipeline import make_run, rows
+from tests.test_pipeline import make_run, rows, tiny_settings
 from titok.config import TrainConfig
 from titok.discriminator import p_real, train_discriminator
 from titok.methods import available
@@ -28,6 +28,17 @@ def test_every_method_is_listed_with_a_description_and_a_paper():
     methods = available()
     assert set(methods) == {"titok", "titok-kd", *BASELINES}
     assert all(m.description and m.paper and m.stages for m in methods.values())
+
+
+def test_baselines_choose_their_own_way_whatever_titoks_selection_defaults_are(tiny_models):
+    from titok.config import PAPER_SELECTION, TransplantConfig
+
+    config = TransplantConfig.model_validate(tiny_settings(tiny_models))
+    for name, method in available().items():
+        assert method.own_selection == (name in BASELINES), name
+        if method.own_selection:  # what the bench's cell keys rely on
+            pinned = method.fixed(config)["select"]
+            assert {k: pinned[k] for k in PAPER_SELECTION} == PAPER_SELECTION, name
 
 
 @pytest.mark.parametrize("method", BASELINES)

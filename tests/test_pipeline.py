@@ -18,7 +18,8 @@ from titok.pipeline import Run
 
 TINY = {
     "synth": {"max_query_tokens": 8, "max_answer_tokens": 6, "batch_size": 8, "pool_factor": 2},
-    "select": {"m": 4, "k": 0.7},
+    # token-level top-k: the tests below check its arithmetic (word level: test_select_options)
+    "select": {"m": 4, "k": 0.7, "unit": "token"},
     "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3},
 }
 

@@ -109,7 +109,7 @@ def test_novelty_is_deterministic_and_keeps_m_even_when_texts_have_no_words():
 
 
 def test_the_select_stage_applies_novelty_and_reports_redundancy(tiny_models, tmp_path):
-    plain = make_run(tiny_models, tmp_path / "plain")
+    plain = make_run(tiny_models, tmp_path / "plain", select__novelty=0.0)
     spread = make_run(tiny_models, tmp_path / "spread", select__novelty=0.9)
     for run in (plain, spread):
         run.run_stage(run.stage("synth"))

@@ -26,12 +26,19 @@ from typing import Any
 from peft import PeftModel
 
 from titok.bench_report import BASE_COLUMNS, render
-from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig, merge
+from titok.config import (
+    PAPER_SELECTION,
+    SelectConfig,
+    SynthConfig,
+    TrainConfig,
+    TransplantConfig,
+    merge,
+)
 from titok.data import pick_seeds, write_jsonl
 from titok.errors import ConfigError, did_you_mean
 from titok.evaluate import evaluate_model
 from titok.finetune import train_on_examples
-from titok.methods import new_run
+from titok.methods import get_method, new_run
 from titok.models import load_model, load_tokenizer
 from titok.precision import DtypeSetting, fingerprint_part, resolved_name
 from titok.prompts import prompt_format
@@ -69,7 +76,6 @@ def screen_tasks(data_dir: Path | None = None) -> list[str]:
 
 ALL_METHODS = ("titok", "kd", "kd-mined", "kd-5shot", "translora", "tuneshift-kd")
 K_SWEEP = (0.1, 0.3, 0.5, 0.9, 1.0)  # with TiTok's own k (0.7) that is the sweep 0.1 … 1.0
-NOVELTY_SWEEP = (0.5, 0.75)  # select.novelty: excess vs. spreading the M samples (0: TiTok)
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,9 @@ SEED_DATA_METHODS = frozenset({"kd-5shot"})
 def ablations() -> list[Variant]:
     """TiTok's ablations (SPEC §3): sample filtering off, target-written queries, k sweep
     (k = 1.0 is token selection off); and the options against answer collapse: validity rules,
-    class-balanced and class-normalised selection, adaptive k, novelty-weighted selection,
-    word-level top-k (alone and with novelty), TiTok + KD."""
+    class-balanced and class-normalised selection, adaptive k, TiTok + KD; and the paper's
+    selection (token-level top-k, top-M by excess alone) against titok's defaults, one change at
+    a time."""
     return [
         Variant("titok:random-M", "titok", {"select": {"rank_by": "random"}}),
         Variant("titok:target-writes", "titok", {"synth": {"query_writer": "target"}}),
@@ -106,15 +113,11 @@ def ablations() -> list[Variant]:
         Variant("titok:class-uniform", "titok", {"select": {"class_balance": "uniform"}}),
         Variant("titok:class-norm", "titok", {"select": {"class_normalise": True}}),
         Variant("titok:adaptive-k", "titok", {"select": {"adaptive_z": 0.0}}),
-        *(
-            Variant(f"titok:novelty={w}", "titok", {"select": {"novelty": w}})
-            for w in NOVELTY_SWEEP
-        ),
-        Variant("titok:words", "titok", {"select": {"unit": "word"}}),
-        *(
-            Variant(f"titok:words+novelty={w}", "titok", {"select": {"unit": "word", "novelty": w}})
-            for w in NOVELTY_SWEEP
-        ),
+        # titok's selection defaults (word-level top-k, novelty 0.75) against the paper's
+        Variant("titok:paper", "titok", {"select": dict(PAPER_SELECTION)}),
+        Variant("titok:tokens", "titok", {"select": {"unit": "token"}}),
+        Variant("titok:tokens+novelty=0.5", "titok", {"select": {"unit": "token", "novelty": 0.5}}),
+        Variant("titok:novelty=0", "titok", {"select": {"novelty": 0.0}}),
         Variant("titok-kd", "titok-kd"),
     ]
 
@@ -253,6 +256,13 @@ class Bench:
             if variant is not None
             else ()
         )
+        if variant is not None and not get_method(variant.method).own_selection:
+            # TiTok's selection settings added later, where they differ from the behaviour
+            # before them: a change of titok's defaults changes the key.
+            config = self.transplant_config(variant, Path(), Path(), None, task.partition(":")[0])
+            resolved = config.select.fingerprint_settings()
+            later = {k: v for k, v in resolved.items() if k in SelectConfig.ADDED_LATER}
+            extra += (later,) if later else ()
         return fingerprint("bench-cell", __version__, *shared, *extra)
 
     def run_cell(

@@ -349,6 +349,9 @@ class Method:
     stages: tuple[Stage, ...]
     # Settings the method defines, as nested {section: {field: value}}, given the user's config.
     fixed: Callable[[TransplantConfig], dict[str, Any]] = field(default=_nothing)
+    # Whether the method chooses samples and tokens its own way (its `fixed` settings pin the
+    # selection options, e.g. random samples and every token) instead of TiTok's selection.
+    own_selection: bool = False
 
     def configure(self, config: TransplantConfig) -> TransplantConfig:
         """`config` with the method's own settings applied (a warning for each flag overridden)."""

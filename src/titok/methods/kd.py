@@ -14,7 +14,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from titok import excess
-from titok.config import TransplantConfig
+from titok.config import PAPER_SELECTION, TransplantConfig
 from titok.data import Example, read_seeds
 from titok.distributed import is_main
 from titok.errors import RunDirError
@@ -152,14 +152,24 @@ TRAIN_KD = Stage(
 )
 
 KD_STAGES = (SYNTH, SCORE, SELECT, ALIGN, TEACHER, TRAIN_KD)
-EVERY_TOKEN_OF_RANDOM_M = {"select": {"k": 1.0, "rank_by": "random", "end_token": "always"}}
+# (novelty and unit do nothing with random samples and every token; pinned so KD's stages and
+# results are the same whatever TiTok's defaults are)
+EVERY_TOKEN_OF_RANDOM_M = {
+    "select": {"k": 1.0, "rank_by": "random", "end_token": "always", **PAPER_SELECTION}
+}
 
 
 def _five_shot(config: TransplantConfig) -> dict[str, Any]:
     seeds = read_seeds(config.seeds)
     return {
         "synth": {"query_writer": "seeds"},
-        "select": {"m": len(seeds), "k": 1.0, "rank_by": "random", "end_token": "always"},
+        "select": {
+            "m": len(seeds),
+            "k": 1.0,
+            "rank_by": "random",
+            "end_token": "always",
+            **PAPER_SELECTION,
+        },
         "kd": {"vocab_map": "mined"},
     }
 
@@ -172,6 +182,7 @@ METHODS = (
         paper="Hinton et al. 2015, Distilling the Knowledge in a Neural Network",
         stages=KD_STAGES,
         fixed=lambda c: {**EVERY_TOKEN_OF_RANDOM_M, "kd": {"vocab_map": "exact"}},
+        own_selection=True,
     ),
     Method(
         name="kd-mined",
@@ -179,6 +190,7 @@ METHODS = (
         paper="Wan et al. 2024, Knowledge Fusion of Large Language Models (FuseLLM, ICLR 2024)",
         stages=KD_STAGES,
         fixed=lambda c: {**EVERY_TOKEN_OF_RANDOM_M, "kd": {"vocab_map": "mined"}},
+        own_selection=True,
     ),
     Method(
         name="titok-kd",
@@ -194,5 +206,6 @@ METHODS = (
         paper="the TiTok paper's KD (5-shot) baseline (ICLR 2026)",
         stages=KD_STAGES,
         fixed=_five_shot,
+        own_selection=True,
     ),
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from titok.config import PAPER_SELECTION
 from titok.data import read_seeds
 from titok.discriminator import cross_fit
 from titok.pipeline import Method, Run, Stage
@@ -70,6 +71,7 @@ METHOD = Method(
     stages=(SYNTH, SCORE, JUDGE, SELECT, ALIGN, TRAIN),
     fixed=lambda c: {
         "synth": {"query_writer": "target"},
-        "select": {"k": 1.0, "rank_by": "discriminator", "end_token": "always"},
+        "select": {"k": 1.0, "rank_by": "discriminator", "end_token": "always", **PAPER_SELECTION},
     },
+    own_selection=True,
 )

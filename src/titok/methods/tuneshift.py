@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from titok.config import TransplantConfig
+from titok.config import PAPER_SELECTION, TransplantConfig
 from titok.data import Example, read_seeds
 from titok.methods.kd import TEACHER, TRAIN_KD
 from titok.pipeline import Method, Run, Stage
@@ -89,7 +89,7 @@ SYNTH_TUNESHIFT = Stage(
 
 def _fixed(config: TransplantConfig) -> dict[str, Any]:
     return {
-        "select": {"k": 1.0, "rank_by": "excess", "end_token": "always"},
+        "select": {"k": 1.0, "rank_by": "excess", "end_token": "always", **PAPER_SELECTION},
         "kd": {"vocab_map": "mined"},
     }
 
@@ -100,4 +100,5 @@ METHOD = Method(
     paper="TuneShift-KD (arXiv 2603.24518)",
     stages=(SYNTH_TUNESHIFT, SCORE, SELECT, ALIGN, TEACHER, TRAIN_KD),
     fixed=_fixed,
+    own_selection=True,
 )
