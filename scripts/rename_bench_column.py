@@ -62,9 +62,7 @@ def main() -> None:
         folder = args.bench / cell["task"].replace(":", "_")
         again = f"-r{repeat}" if repeat else ""
         run_dir = folder / slug(cell["column"] + again)
-        saved = TransplantConfig.model_validate(
-            yaml.safe_load((run_dir / "config.yaml").read_text())
-        )
+        saved = TransplantConfig.from_saved(yaml.safe_load((run_dir / "config.yaml").read_text()))
         variant = variants[new]
         family = cell["task"].partition(":")[0]
         made = bench.transplant_config(
@@ -74,6 +72,11 @@ def main() -> None:
             print(f"left alone (settings differ): {path.name}")
             continue
         moves.append((path, cell, new, repeat, folder, run_dir, again))
+    leaving = {path for path, *_ in moves} | {move[5] for move in moves}
+    for _, cell, new, repeat, folder, _, again in moves:
+        for taken in (bench.cell_path(cell["task"], new, repeat), folder / slug(new + again)):
+            if taken.exists() and taken not in leaving:
+                raise SystemExit(f"{taken} exists and is not renamed itself: nothing was changed")
     # Two passes, so a swap (a → b while b → c) never overwrites a cell not yet moved.
     staged = []
     for path, cell, new, repeat, folder, run_dir, _ in moves:
