@@ -10,6 +10,7 @@ import pytest
 from tests.common import run_titok
 from titok.bench import Bench, BenchSettings, screen_tasks, write_report
 from titok.bench_report import (
+    column_table,
     gain_table,
     group,
     k_sweep_chart,
@@ -255,3 +256,18 @@ def test_the_screen_keeps_tasks_whose_expert_beats_its_base_and_chance(tmp_path)
     screen = Bench(BenchSettings(out=tmp_path, screen=True))
     assert screen.columns() == ["source base", "source expert"] and not screen.variants()
     assert "bbh:navigate" in screen_tasks() and "facts:0" in screen_tasks()
+
+
+def test_the_turned_table_shows_each_column_as_a_row_with_the_same_numbers():
+    cells = [
+        fake_cell("a", "target vanilla", [0, 1] * 10),
+        fake_cell("a", "kd", [1, 1] * 10),
+        fake_cell("b", "kd", [1, 0, 0, 0] * 5),
+    ]
+    table = column_table(group(cells), ["target vanilla", "kd"]).splitlines()
+    assert table[0] == "| column | a | b |"
+    assert table[2] == "| target vanilla | 0.500 ± 0.050 | — |"
+    assert table[3] == "| kd | 1.000 ± 0.050 | 0.250 ± 0.050 |"
+    assert "a row per column" not in render_markdown(cells)  # as many columns as tasks
+    cells.append(fake_cell("a", "titok", [1, 0] * 10))
+    assert "| titok | 0.500 ± 0.050 | — |" in render_markdown(cells)

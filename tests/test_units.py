@@ -43,6 +43,11 @@ def test_settings_added_later_stay_out_of_fingerprints_only_at_their_old_behavio
     # titok's defaults differ from the paper's selection: their fingerprints say so
     assert SelectConfig().fingerprint_settings()["unit"] == "word"
     assert "unit" not in SelectConfig(unit="token").fingerprint_settings()
+    # a run saved before those settings existed is read as it ran, a new config gets the defaults
+    saved = {**REQUIRED, "select": {"m": 10, "k": 0.7}}
+    assert TransplantConfig.from_saved(saved).select.unit == "token"
+    assert TransplantConfig.from_saved(saved).select.novelty == 0.0
+    assert TransplantConfig.model_validate(saved).select.unit == "word"
 
 
 def test_unknown_key_says_did_you_mean(tmp_path):

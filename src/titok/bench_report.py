@@ -151,6 +151,24 @@ def score_table(grouped: dict[str, dict[str, list[dict]]], columns: list[str]) -
     return "\n".join(lines)
 
 
+def column_table(grouped: dict[str, dict[str, list[dict]]], columns: list[str]) -> str:
+    """The score table turned: a row per column, a column per task (easier to read when there
+    are more columns than tasks)."""
+    tasks = list(grouped)
+    lines = ["| column | " + " | ".join(tasks) + " |", "|---" + "|---:" * len(tasks) + "|"]
+    for column in columns:
+        shown = []
+        for task in tasks:
+            runs = grouped[task].get(column)
+            if not runs:
+                shown.append("—")
+                continue
+            value, stderr, repeats = summary(runs)
+            shown.append(f"{value:.3f} ± {stderr:.3f}" + (f" (×{repeats})" if repeats > 1 else ""))
+        lines.append(f"| {column} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
 def gain_table(grouped: dict[str, dict[str, list[dict]]], methods: list[str]) -> str:
     lines = ["| task | " + " | ".join(methods) + " |", "|---" + "|---:" * len(methods) + "|"]
     for task, row in grouped.items():
@@ -267,6 +285,10 @@ def render_markdown(cells: list[dict]) -> str:
         "scores the chance level; exact match on open ones), mean over repeats ± standard "
         "error:",
         score_table(grouped, columns),
+    ]
+    if len(columns) > len(grouped):
+        parts += ["The same, a row per column:", column_table(grouped, columns)]
+    parts += [
         "Gain over the target vanilla on the headline metric (transfer efficiency):",
         gain_table(grouped, methods),
     ]

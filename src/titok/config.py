@@ -333,6 +333,18 @@ class TransplantConfig(_Settings):
     discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
     tuneshift: TuneShiftConfig = Field(default_factory=TuneShiftConfig)
 
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> TransplantConfig:
+        """A run's saved settings as the run used them: titok writes every setting, so one
+        missing was added after the run was made and takes the value that behaves as titok did
+        then (its ADDED_LATER value), not today's default."""
+        filled = dict(data)
+        for name, field in cls.model_fields.items():
+            later = getattr(field.annotation, "ADDED_LATER", None)
+            if later and isinstance(filled.get(name), dict):
+                filled[name] = {**later, **filled[name]}
+        return cls.model_validate(filled)
+
 
 def _explain(error: ValidationError, model: type[BaseModel], origin: str) -> ConfigError:
     lines = []

@@ -92,7 +92,7 @@ class Run:
                 f"{file} not found: start the run with `titok transplant --out {path}`"
             )
         try:
-            config = TransplantConfig.model_validate(yaml.safe_load(file.read_text()))
+            config = TransplantConfig.from_saved(yaml.safe_load(file.read_text()))
         except (ValidationError, yaml.YAMLError) as error:
             raise RunDirError(
                 f"{file} cannot be read by titok {__version__} ({str(error).splitlines()[0]}); "
