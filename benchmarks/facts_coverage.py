@@ -68,6 +68,7 @@ def cell_coverage(bench: Path, cell: dict) -> dict | None:
         return round(sum(values) / len(values), 3) if values else None
 
     return {
+        "task": cell["task"],
         "column": cell["column"],
         "repeat": cell.get("repeat", 0),
         "kept": len(selected),
@@ -95,22 +96,23 @@ def main() -> None:
             row = cell_coverage(args.bench, cell)
             if row is not None:
                 rows.append(row)
-    by_column: dict[str, list[dict]] = defaultdict(list)
+    by_column: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
-        by_column[row["column"]].append(row)
+        by_column[(row["task"], row["column"])].append(row)
 
     def mean(values: list, digits: int = 3) -> str:
         real = [v for v in values if v is not None]
         return f"{statistics.mean(real):.{digits}f}" if real else "—"
 
     lines = [
-        "| column | repeats | facts taught (of 120) | … with every answer token trained | recall "
-        "| recall on taught facts | … trained whole | … a piece dropped | recall on the others |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| task | column | repeats | facts taught (of 120) | … every answer token selected (source "
+        "side) | recall | recall on taught facts | … trained whole | … a piece dropped | "
+        "recall on the others |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for column, group in by_column.items():
+    for (task, column), group in sorted(by_column.items()):
         lines.append(
-            f"| {column} | {len(group)} | {mean([r['taught'] for r in group], 1)} | "
+            f"| {task} | {column} | {len(group)} | {mean([r['taught'] for r in group], 1)} | "
             f"{mean([r['taught_whole'] for r in group], 1)} | "
             + " | ".join(
                 mean([r[key] for r in group])
