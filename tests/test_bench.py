@@ -205,6 +205,18 @@ def test_documented_tables_are_rendered_from_committed_cells():
                 )
 
 
+def test_the_documented_facts_coverage_is_the_committed_one():
+    """docs/facts.md's coverage table is a copy of results/facts/facts_coverage.md's."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    docs = (root / "docs" / "facts.md").read_text()
+    block = re.search(r"<!-- facts-coverage -->\n(.*?)<!-- /facts-coverage -->", docs, re.S)
+    assert block and block.group(1).strip()
+    assert block.group(1).strip() in (root / "results/facts/facts_coverage.md").read_text()
+
+
 def test_external_query_columns_and_the_facts_settings(tmp_path):
     settings = BenchSettings(
         out=tmp_path, methods=["titok", "kd", "kd-5shot"], external_queries=True
