@@ -131,6 +131,12 @@ def chance_of(row: dict[str, list[dict]]) -> float | None:
     return first.get("metrics", {}).get("chance", [None])[0]
 
 
+def show_score(runs: list[dict]) -> str:
+    """A cell of the score tables: mean ± standard error, and the repeats when there are several."""
+    value, stderr, repeats = summary(runs)
+    return f"{value:.3f} ± {stderr:.3f}" + (f" (×{repeats})" if repeats > 1 else "")
+
+
 def score_table(grouped: dict[str, dict[str, list[dict]]], columns: list[str]) -> str:
     lines = [
         "| task | metric | chance | " + " | ".join(columns) + " |",
@@ -144,8 +150,7 @@ def score_table(grouped: dict[str, dict[str, list[dict]]], columns: list[str]) -
             if column not in row:
                 shown.append("—")
                 continue
-            value, stderr, repeats = summary(row[column])
-            shown.append(f"{value:.3f} ± {stderr:.3f}" + (f" (×{repeats})" if repeats > 1 else ""))
+            shown.append(show_score(row[column]))
         chance_text = f"{chance:.3f}" if chance is not None else "—"
         lines.append(f"| {task} | {first['metric']} | {chance_text} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
@@ -157,14 +162,7 @@ def column_table(grouped: dict[str, dict[str, list[dict]]], columns: list[str]) 
     tasks = list(grouped)
     lines = ["| column | " + " | ".join(tasks) + " |", "|---" + "|---:" * len(tasks) + "|"]
     for column in columns:
-        shown = []
-        for task in tasks:
-            runs = grouped[task].get(column)
-            if not runs:
-                shown.append("—")
-                continue
-            value, stderr, repeats = summary(runs)
-            shown.append(f"{value:.3f} ± {stderr:.3f}" + (f" (×{repeats})" if repeats > 1 else ""))
+        shown = [show_score(grouped[t][column]) if column in grouped[t] else "—" for t in tasks]
         lines.append(f"| {column} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 

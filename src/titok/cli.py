@@ -276,7 +276,7 @@ def bench(
         str | None,
         typer.Option(
             help="Comma-separated transplant columns to run (default: every chosen one), e.g. "
-            "titok:queries,titok:novelty=0.5:queries."
+            "titok:queries,titok:paper:queries."
         ),
     ] = None,
     render: Annotated[

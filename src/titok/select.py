@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import sparse
 from scipy.stats import rankdata
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -65,13 +66,10 @@ def word_groups(pieces: Sequence[str]) -> list[list[int]]:
     groups: list[list[int]] = []
     for position, piece in enumerate(pieces):
         previous = pieces[position - 1] if position else ""
-        starts = not groups or (piece[:1].isspace()) or (previous[-1:].isspace())
-        if starts and piece:
+        if not groups or (piece and (piece[:1].isspace() or previous[-1:].isspace())):
             groups.append([position])
-        elif groups:
-            groups[-1].append(position)
         else:
-            groups.append([position])
+            groups[-1].append(position)
     return groups
 
 
@@ -109,7 +107,7 @@ def mean_text_excess(values: Sequence[float], n_end: int) -> float:
     return float(np.mean(text if len(text) else array))
 
 
-def sample_vectors(texts: Sequence[str]) -> np.ndarray | None:
+def sample_vectors(texts: Sequence[str]) -> sparse.csr_matrix | None:
     """L2-normalised TF-IDF vectors of the samples' words (rows: samples), or None when the
     texts hold no word. Rare words (an entity's name, a specific value) weigh most, so two
     samples about the same thing are close even when phrased differently."""

@@ -170,10 +170,11 @@ def token_mask(run: Run, row: dict) -> np.ndarray:
 
 def answer_pieces(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str]:
     """Each answer token's text as it reads after the token before it (so leading spaces show)."""
-    pieces = []
-    for position in range(len(ids)):
-        before = tokenizer.decode(ids[position - 1 : position]) if position else ""
-        both = tokenizer.decode(ids[max(position - 1, 0) : position + 1])
+    alone = [tokenizer.decode([token]) for token in ids]
+    pieces = alone[:1]
+    for position in range(1, len(ids)):
+        both = tokenizer.decode(ids[position - 1 : position + 1])
+        before = alone[position - 1]
         pieces.append(both[len(before) :] if both.startswith(before) else "")
     return pieces
 
