@@ -23,7 +23,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from titok.bench import slug
+from titok.bench import repeat_name, slug, task_folder
 from titok.bench_report import BASE_COLUMNS
 from titok.facts import make_facts
 from titok.validity import normal_answer
@@ -51,8 +51,8 @@ def taught_facts(
 def cell_coverage(bench: Path, cell: dict) -> dict | None:
     seed = int(cell["task"].partition(":")[2] or 0)
     kb = make_facts(seed)
-    name = cell["column"] + (f"-r{cell['repeat']}" if cell.get("repeat") else "")
-    selected_path = bench / cell["task"].replace(":", "_") / slug(name) / "selected.jsonl"
+    name = slug(repeat_name(cell["column"], cell.get("repeat", 0)))
+    selected_path = task_folder(bench, cell["task"]) / name / "selected.jsonl"
     if not selected_path.is_file():
         return None
     selected = [json.loads(line) for line in selected_path.read_text().splitlines() if line]

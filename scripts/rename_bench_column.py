@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from titok.bench import Bench, BenchSettings, slug
+from titok.bench import Bench, BenchSettings, repeat_name, slug, task_folder
 from titok.config import TransplantConfig
 
 PATHS = ("source_adapter", "seeds", "queries")
@@ -52,49 +52,49 @@ def main() -> None:
         )
     )
     variants = {v.name: v for v in bench.variants()}
-    moves = []
+    moves = []  # (cell file, cell, new column, old folder name, new folder name, task folder)
     for path in sorted(bench.cells_dir.glob("*.json")):
         cell = json.loads(path.read_text())
         new = renames.get(cell["column"])
         if new is None or cell.get("status") != "done":
             continue
         repeat = cell.get("repeat", 0)
-        folder = args.bench / cell["task"].replace(":", "_")
-        again = f"-r{repeat}" if repeat else ""
-        run_dir = folder / slug(cell["column"] + again)
-        saved = TransplantConfig.from_saved(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        variant = variants[new]
-        family = cell["task"].partition(":")[0]
+        folder = task_folder(args.bench, cell["task"])
+        old_name = slug(repeat_name(cell["column"], repeat))
+        saved = TransplantConfig.from_saved(
+            yaml.safe_load((folder / old_name / "config.yaml").read_text())
+        )
         made = bench.transplant_config(
-            variant, Path(saved.source_adapter), Path(saved.seeds), saved.seed, family
+            variants[new],
+            Path(saved.source_adapter),
+            Path(saved.seeds),
+            saved.seed,
+            cell["task"].partition(":")[0],
         )
         if comparable(made) != comparable(saved):
             print(f"left alone (settings differ): {path.name}")
             continue
-        moves.append((path, cell, new, repeat, folder, run_dir, again))
-    leaving = {path for path, *_ in moves} | {move[5] for move in moves}
-    for _, cell, new, repeat, folder, _, again in moves:
-        for taken in (bench.cell_path(cell["task"], new, repeat), folder / slug(new + again)):
+        cell.update(column=new, key=bench.cell_key(cell["task"], new, repeat))
+        moves.append((path, cell, old_name, slug(repeat_name(new, repeat)), folder))
+    leaving = {path for path, *_ in moves} | {folder / old for _, _, old, _, folder in moves}
+    for _, cell, _, new_name, folder in moves:
+        target = bench.cell_path(cell["task"], cell["column"], cell.get("repeat", 0))
+        for taken in (target, folder / new_name):
             if taken.exists() and taken not in leaving:
                 raise SystemExit(f"{taken} exists and is not renamed itself: nothing was changed")
-    # Two passes, so a swap (a → b while b → c) never overwrites a cell not yet moved.
-    staged = []
-    for path, cell, new, repeat, folder, run_dir, _ in moves:
-        cell.update(column=new, key=bench.cell_key(cell["task"], new, repeat))
-        staged.append((bench.cell_path(cell["task"], new, repeat), cell))
-        run_dir.rename(run_dir.with_name(run_dir.name + ".renaming"))
-        evaluation = folder / "eval" / run_dir.name
-        if evaluation.is_dir():
-            evaluation.rename(evaluation.with_name(evaluation.name + ".renaming"))
+    # Two passes, so a swap (a → b while b → c) never overwrites what is not yet moved.
+    for path, _, old_name, _, folder in moves:
+        for place in (folder, folder / "eval"):
+            if (place / old_name).is_dir():
+                (place / old_name).rename(place / f"{old_name}.renaming")
         path.unlink()
-    for (target, cell), (_, old, new, _, folder, run_dir, again) in zip(staged, moves, strict=True):
+    for _, cell, old_name, new_name, folder in moves:
+        target = bench.cell_path(cell["task"], cell["column"], cell.get("repeat", 0))
         target.write_text(json.dumps(cell, indent=2, default=str) + "\n")
-        new_name = slug(new + again)
-        run_dir.with_name(run_dir.name + ".renaming").rename(folder / new_name)
-        evaluation = folder / "eval" / (run_dir.name + ".renaming")
-        if evaluation.is_dir():
-            evaluation.rename(folder / "eval" / new_name)
-        print(f"{old['task']} / {run_dir.name} → {new_name}")
+        for place in (folder, folder / "eval"):
+            if (place / f"{old_name}.renaming").is_dir():
+                (place / f"{old_name}.renaming").rename(place / new_name)
+        print(f"{cell['task']} / {old_name} → {new_name}")
 
 
 if __name__ == "__main__":

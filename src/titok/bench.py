@@ -302,7 +302,7 @@ class Bench:
         task = resolve_task(task_name, s.data_dir)
         train, test = task.split(s.test_frac, s.seed)
         test = test[: s.limit] if s.limit else test
-        folder = s.out / task_name.replace(":", "_")
+        folder = task_folder(s.out, task_name)
 
         def evaluate(
             model_spec: str, adapter: Callable[[], Path] | None, column: str
@@ -366,7 +366,7 @@ class Bench:
             for variant in self.variants():
                 if repeat and not self.repeats_column(variant.name):
                     continue
-                name = variant.name + (f"-r{repeat}" if repeat else "")
+                name = repeat_name(variant.name, repeat)
 
                 def transplanted(
                     variant: Variant = variant, seeds: Path = seeds, name: str = name, seed=seed
@@ -431,6 +431,16 @@ class Bench:
 def slug(name: str) -> str:
     """A column or task name as a file name."""
     return "".join(c if c.isalnum() or c in "-." else "_" for c in name)
+
+
+def task_folder(out: Path, task: str) -> Path:
+    """Where a bench keeps a task's runs (`slug(repeat_name(…))`) and evaluations (`eval/`)."""
+    return out / task.replace(":", "_")
+
+
+def repeat_name(column: str, repeat: int) -> str:
+    """A transplant column's name for one repeat: its run and evaluation folders are this."""
+    return column + (f"-r{repeat}" if repeat else "")
 
 
 def write_report(bench: Bench) -> str:
