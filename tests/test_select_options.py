@@ -147,24 +147,35 @@ def test_word_level_top_k_keeps_or_drops_whole_words():
     assert by_word.tolist() == [True, True, False, True]
 
 
+def words_of_several_pieces(tokenizer, ids: list[int], mask: list[int]) -> int:
+    """Asserts every word of the answer is kept or dropped whole; counts its multi-piece words."""
+    several = 0
+    pieces = answer_pieces(tokenizer, ids)
+    for group in word_groups(pieces):
+        assert len({mask[i] for i in group}) == 1, (pieces, mask)
+        several += len(group) > 1
+    return several
+
+
 def test_select_and_align_keep_whole_words(tiny_models, tmp_path):
     run = make_run(tiny_models, tmp_path / "words", select__unit="word", select__k=0.3)
     for stage in ("synth", "score", "select", "align"):
         run.run_stage(run.stage(stage))
-    words_of_several_pieces = 0
-    for row in rows(run.run_dir.path("selected.jsonl")):
-        n_text = len(row["excess"]) - row["n_end"]
-        pieces = answer_pieces(run.source_tokenizer, row["source_ids"][:n_text])
-        for group in word_groups(pieces):
-            assert len({row["source_mask"][i] for i in group}) == 1, (pieces, row["source_mask"])
-            words_of_several_pieces += len(group) > 1
-    assert words_of_several_pieces  # the check above had something to check
+    on_source = sum(
+        words_of_several_pieces(
+            run.source_tokenizer, row["source_ids"][: len(row["excess"]) - row["n_end"]],
+            row["source_mask"],
+        )
+        for row in rows(run.run_dir.path("selected.jsonl"))
+    )  # fmt: skip
+    assert on_source  # the check had something to check
     # and on the target, after the mask crossed tokenizers: whole target words
-    several_on_target = 0
-    for row in rows(run.run_dir.path("target.jsonl")):
-        n_text = len(row["target_ids"]) - len(run.target_format.end_ids)
-        pieces = answer_pieces(run.target_tokenizer, row["target_ids"][:n_text])
-        for group in word_groups(pieces):
-            assert len({row["target_mask"][i] for i in group}) == 1, (pieces, row["target_mask"])
-            several_on_target += len(group) > 1
-    assert several_on_target
+    n_end = len(run.target_format.end_ids)
+    on_target = sum(
+        words_of_several_pieces(
+            run.target_tokenizer, row["target_ids"][: len(row["target_ids"]) - n_end],
+            row["target_mask"],
+        )
+        for row in rows(run.run_dir.path("target.jsonl"))
+    )  # fmt: skip
+    assert on_target
