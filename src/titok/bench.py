@@ -118,6 +118,10 @@ def ablations() -> list[Variant]:
         Variant("titok:tokens", "titok", {"select": {"unit": "token"}}),
         Variant("titok:tokens+novelty=0.5", "titok", {"select": {"unit": "token", "novelty": 0.5}}),
         Variant("titok:novelty=0", "titok", {"select": {"novelty": 0.0}}),
+        # more coverage: novelty 0.9 nearly outvotes excess; 1 ignores it (the control that
+        # says whether excess adds anything to choosing the samples)
+        Variant("titok:novelty=0.9", "titok", {"select": {"novelty": 0.9}}),
+        Variant("titok:novelty=1", "titok", {"select": {"novelty": 1.0}}),
         Variant("titok-kd", "titok-kd"),
     ]
 
