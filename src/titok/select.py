@@ -11,7 +11,7 @@ from scipy import sparse
 from scipy.stats import rankdata
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from titok.validity import normal_answer
+from titok.metrics import CLOSED_MAX_LABELS, normalise
 
 
 def top_k_mask(
@@ -171,14 +171,11 @@ def rank_samples(scores: Sequence[float], m: int, at_random: bool, seed: int) ->
 
 
 # -- options against one answer filling the M samples (ablations; SPEC §2.3 extensions) ----------
-MAX_CLASSES = 10  # more distinct answers than this: an open answer space, no classes
-
-
 def answer_classes(answers: Sequence[str]) -> list[str] | None:
-    """Each answer's class (its first line, trimmed, lower-cased, without a final period), or
-    None when the answers are open (more than MAX_CLASSES distinct ones)."""
-    classes = [normal_answer(answer).lower() for answer in answers]
-    return classes if len(set(classes)) <= MAX_CLASSES else None
+    """Each answer's class (its label as evaluation reads it: `metrics.normalise`), or None when
+    the answers are open (more distinct ones than evaluation calls a closed task)."""
+    classes = [normalise(answer) for answer in answers]
+    return classes if len(set(classes)) <= CLOSED_MAX_LABELS else None
 
 
 def class_quotas(classes: Sequence[str], m: int, shares: str) -> dict[str, int]:
