@@ -26,7 +26,7 @@ BASELINES = ["kd", "kd-mined", "kd-5shot", "translora", "tuneshift-kd"]
 
 def test_every_method_is_listed_with_a_description_and_a_paper():
     methods = available()
-    assert set(methods) == {"titok", "titok-kd", *BASELINES}
+    assert set(methods) == {"titok", "titok-kd", "kd-spread", *BASELINES}
     assert all(m.description and m.paper and m.stages for m in methods.values())
 
 
@@ -34,14 +34,20 @@ def test_baselines_choose_their_own_way_whatever_titoks_selection_defaults_are(t
     from titok.config import PAPER_SELECTION, TransplantConfig
 
     config = TransplantConfig.model_validate(tiny_settings(tiny_models))
+    changed = config.model_copy(
+        update={"select": config.select.model_copy(update={"unit": "token", "novelty": 0.3})}
+    )
     for name, method in available().items():
-        assert method.own_selection == (name in BASELINES), name
+        assert method.own_selection == (name in [*BASELINES, "kd-spread"]), name
         if method.own_selection:  # what the bench's cell keys rely on
             pinned = method.fixed(config)["select"]
-            assert {k: pinned[k] for k in PAPER_SELECTION} == PAPER_SELECTION, name
+            assert set(PAPER_SELECTION) <= set(pinned), name
+            assert method.configure(changed).select == method.configure(config).select, name
+            if name in BASELINES:  # the papers' baselines: the paper's selection
+                assert {k: pinned[k] for k in PAPER_SELECTION} == PAPER_SELECTION, name
 
 
-@pytest.mark.parametrize("method", BASELINES)
+@pytest.mark.parametrize("method", [*BASELINES, "kd-spread"])
 def test_method_runs_end_to_end_and_writes_a_loadable_adapter(method, tiny_models, tmp_path):
     run = make_run(tiny_models, tmp_path / method, method=method)
     adapter = run.run_all()
@@ -66,6 +72,13 @@ def test_method_runs_end_to_end_and_writes_a_loadable_adapter(method, tiny_model
         kept = {r["id"] for r in rows(run.run_dir.path("selected.jsonl"))}
         best = sorted(judged, key=lambda r: (-r["p_real"], r["id"]))[: len(kept)]
         assert kept == {r["id"] for r in best}
+    if method == "kd-spread":  # the samples novelty alone picks from the pool, whatever excess
+        from titok import select
+
+        pool = rows(run.run_dir.path("scored.jsonl"))
+        texts = [f"{r['query']}\n{r['answer']}" for r in pool]
+        chosen = select.rank_with_novelty([0.0] * len(pool), texts, len(target), 1.0)
+        assert {r["id"] for r in target} == {pool[i]["id"] for i in chosen}
 
 
 def test_a_method_overrides_the_settings_that_define_it(tiny_models, tmp_path):

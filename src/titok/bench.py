@@ -123,6 +123,7 @@ def ablations() -> list[Variant]:
         Variant("titok:novelty=0.9", "titok", {"select": {"novelty": 0.9}}),
         Variant("titok:novelty=1", "titok", {"select": {"novelty": 1.0}}),
         Variant("titok-kd", "titok-kd"),
+        Variant("kd-spread", "kd-spread"),  # KD at titok's coverage: what is left of the lead?
     ]
 
 

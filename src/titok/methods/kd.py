@@ -2,7 +2,9 @@
 
 `kd`: a random M of the expert's synthetic pool, every answer token, loss = (1 − w)·CE + w·KL
 against the teacher's top-k. `kd-mined`: the same with teacher tokens mapped across tokenizers by
-minimum edit distance (FuseLLM). `kd-5shot`: KD on the seeds alone.
+minimum edit distance (FuseLLM). `kd-5shot`: KD on the seeds alone. `kd-spread` (a control, not
+a paper's baseline): KD on samples chosen for coverage (titok's novelty alone), so titok can be
+compared with KD at equal coverage.
 """
 
 from __future__ import annotations
@@ -159,6 +161,19 @@ EVERY_TOKEN_OF_RANDOM_M = {
 }
 
 
+# KD with TiTok's coverage and none of its excess: each next sample the one least like those kept
+# (novelty 1), every token. The control that says how much of titok's lead over KD is coverage.
+EVERY_TOKEN_OF_SPREAD_M = {
+    "select": {
+        "k": 1.0,
+        "rank_by": "excess",
+        "end_token": "always",
+        "unit": "token",
+        "novelty": 1.0,
+    }
+}
+
+
 def _five_shot(config: TransplantConfig) -> dict[str, Any]:
     seeds = read_seeds(config.seeds)
     return {
@@ -190,6 +205,15 @@ METHODS = (
         paper="Wan et al. 2024, Knowledge Fusion of Large Language Models (FuseLLM, ICLR 2024)",
         stages=KD_STAGES,
         fixed=lambda c: {**EVERY_TOKEN_OF_RANDOM_M, "kd": {"vocab_map": "mined"}},
+        own_selection=True,
+    ),
+    Method(
+        name="kd-spread",
+        description="KD on samples chosen for coverage alone (each next sample the one least "
+        "similar to those kept: titok's novelty at weight 1, no excess), every answer token",
+        paper="this project's control: KD (Hinton et al. 2015) with titok's sample spreading",
+        stages=KD_STAGES,
+        fixed=lambda c: {**EVERY_TOKEN_OF_SPREAD_M, "kd": {"vocab_map": "exact"}},
         own_selection=True,
     ),
     Method(
