@@ -18,6 +18,7 @@ from titok.bench_report import (
     render_markdown,
     screen_table,
     transfer_efficiency,
+    with_columns,
 )
 from titok.config import PAPER_SELECTION, SynthConfig, TrainConfig
 from titok.errors import ConfigError
@@ -91,6 +92,18 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch):
     assert rendered.returncode == 0, rendered.stderr
     assert (tmp_path / "bench" / "results.md").read_text() == report
     assert (tmp_path / "bench" / "results.png").stat().st_size > 1000
+    # --columns: a focused table (the base columns and those named), nothing written
+    focused = run_titok("bench", "--render", str(tmp_path / "bench"), "--columns", "kd")
+    assert focused.returncode == 0, focused.stderr
+    assert (
+        focused.stdout.strip()
+        == render_markdown(
+            [c for c in load_cells(tmp_path / "bench") if c["column"] != "titok"]
+        ).strip()
+    )
+    assert (tmp_path / "bench" / "results.md").read_text() == report
+    typo = run_titok("bench", "--render", str(tmp_path / "bench"), "--columns", "kdd")
+    assert typo.returncode == 2 and "did you mean 'kd'" in typo.stderr, typo.stderr
     assert json.loads(bench.cell_path("bbh:boolean_expressions", "titok").read_text())["metric"]
     # KD reused TiTok's synthetic data and scores (same fingerprints) instead of generating anew.
     kd_synth = json.loads(
@@ -185,7 +198,8 @@ def test_ablations_are_columns_and_the_k_sweep_is_drawn(tmp_path):
 
 def test_documented_tables_are_rendered_from_committed_cells():
     """Every table between `<!-- bench: DIR -->` and `<!-- /bench -->` in the README and docs/ is
-    a table that `titok bench --render DIR` writes from the committed cells: no number drifts."""
+    a table that `titok bench --render DIR` writes from the committed cells (`<!-- bench: DIR
+    columns=a,b -->`: `--render DIR --columns a,b`): no number drifts."""
     import re
     from pathlib import Path
 
@@ -195,8 +209,12 @@ def test_documented_tables_are_rendered_from_committed_cells():
     assert readme_blocks, "the README shows no committed bench results"
     for page in pages:
         text = page.read_text()
-        for folder, block in re.findall(r"<!-- bench: (\S+) -->\n(.*?)<!-- /bench -->", text, re.S):
-            rendered = render_markdown(load_cells(root / folder))
+        marked = r"<!-- bench: (\S+)(?: columns=([^>]+?))? -->\n(.*?)<!-- /bench -->"
+        for folder, columns, block in re.findall(marked, text, re.S):
+            cells = load_cells(root / folder)
+            if columns:
+                cells = with_columns(cells, columns.split(","))
+            rendered = render_markdown(cells)
             tables = re.findall(r"((?:^\|.*\|\n)+)", block, re.M)
             assert tables, f"{page.name}: {folder}"
             for table in tables:

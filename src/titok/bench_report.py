@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from titok.errors import ConfigError, did_you_mean
 from titok.metrics import Difference, paired_difference, pooled_difference
 
 BASE_COLUMNS = ("source base", "source expert", "target vanilla", "target ceiling")
@@ -35,6 +36,21 @@ def load_cells(folder: Path) -> list[dict[str, Any]]:
     """Every finished or failed cell under `folder/cells`, in a stable order."""
     cells = [json.loads(p.read_text()) for p in sorted((folder / "cells").glob("*.json"))]
     return [c for c in cells if "task" in c and "column" in c]
+
+
+def with_columns(cells: list[dict[str, Any]], columns: Iterable[str]) -> list[dict[str, Any]]:
+    """The cells of the base columns and of `columns` only: a focused table (the README's) from
+    the same cells as the full one. A name with no cell is an error, with a "did you mean"."""
+    wanted = list(columns)
+    present = {c["column"] for c in cells}
+    for name in wanted:
+        if name not in present:
+            raise ConfigError(
+                f"no cell of column {name!r}{did_you_mean(name, present)}; "
+                f"the cells hold: {', '.join(sorted(present))}"
+            )
+    keep = {*BASE_COLUMNS, *wanted}
+    return [c for c in cells if c["column"] in keep]
 
 
 def _done(cells: Iterable[dict]) -> list[dict]:

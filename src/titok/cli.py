@@ -281,7 +281,10 @@ def bench(
     ] = None,
     render: Annotated[
         Path | None,
-        typer.Option(help="Only write results.md and the charts of this bench directory."),
+        typer.Option(
+            help="Only write results.md and the charts of this bench directory (with --columns: "
+            "print the tables of those columns and the base ones, writing nothing)."
+        ),
     ] = None,
     screen: Annotated[
         bool,
@@ -307,7 +310,13 @@ def bench(
 
         if not (render / "cells").is_dir():
             raise ConfigError(f"{render / 'cells'} not found: --render takes a bench directory")
-        print(render_cells(render))
+        if columns:
+            from titok.bench_report import load_cells, render_markdown, with_columns
+
+            names = [c.strip() for c in columns.split(",")]
+            print(render_markdown(with_columns(load_cells(render), names)))
+        else:
+            print(render_cells(render))
         return
     if not 0 < test_frac < 1:
         raise ConfigError(f"--test-frac must be between 0 and 1, got {test_frac}")
