@@ -1,0 +1,139 @@
+"""What does the novelty weight buy and cost? A replay of TiTok's sample choice on finished pools.
+
+    python benchmarks/novelty_replay.py runs/demo-bf16/transplant --task bbh:boolean_expressions \
+        --test-frac 0.1
+    python benchmarks/novelty_replay.py runs/bench-facts/facts_0/titok_queries --task facts:0
+
+`select.novelty` trades excess for coverage when choosing the M samples. More coverage is what the
+knowledge task rewards (a fact no kept sample teaches cannot arrive); on a data-free pool the same
+weight can prefer the odd query that resembles nothing else — often one that is not a task instance
+at all. This replays the choice (`select.rank_with_novelty`, the stage's own function, on the run's
+scored pool and its M) at several weights, without a model, and reports for each: the share of kept
+samples that pass the validity rules measured against the run's seeds (`titok.validity`: the query
+rules and the answer shape), the mean ROUGE-L F of a kept query to the nearest real held-out query
+of the task (never shown to the writer), the share of the most common answer, the kept redundancy
+(as the select manifest), and on `facts:<seed>` the distinct facts the kept samples teach (a query
+naming a person answered with that person's value). The row of the run's own weight is checked
+against the samples the run kept. Writes `novelty_replay.md` and `.json` in --out when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import yaml
+from rouge_score import rouge_scorer
+
+from titok import select
+from titok.data import read_seeds
+from titok.facts import make_facts
+from titok.metrics import normalise
+from titok.tasks import resolve_task
+from titok.validity import AnswerSpace, QueryRules
+
+WEIGHTS = (0.0, 0.5, 0.75, 0.9, 1.0)
+
+
+def taught(queries: list[str], answers: list[str], seed: int) -> int:
+    """Distinct (person, attribute) facts some sample asks about and answers right."""
+    facts = make_facts(seed).facts
+    found = set()
+    for query, answer in zip(queries, answers, strict=True):
+        for person, values in facts.items():
+            if person.lower() in query.lower():
+                found |= {(person, a) for a, v in values.items() if v.lower() == normalise(answer)}
+    return len(found)
+
+
+def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ...]) -> list[dict]:
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    m = int(config["select"]["m"])
+    own = float(config["select"].get("novelty", 0.0))
+    rows = [json.loads(line) for line in (run / "scored.jsonl").read_text().splitlines() if line]
+    kept_by_run = {
+        json.loads(line)["id"] for line in (run / "selected.jsonl").read_text().splitlines() if line
+    }
+    seeds = read_seeds(config["seeds"])
+    rules = QueryRules(seeds)
+    space = AnswerSpace.infer(s.answer for s in seeds)
+
+    def is_valid(query: str, answer: str) -> bool:
+        return rules.broken(query) is None and space.fits(answer)
+
+    task = resolve_task(task_name)
+    _, test = task.split(test_frac, int(config.get("seed", 0)))
+    real = [example.query for example in test]
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    texts = [f"{r['query']}\n{r['answer']}" for r in rows]
+    scores = [r["mean_excess"] for r in rows]
+    results = []
+    for weight in sorted({*weights, own}):
+        kept = select.rank_with_novelty(scores, texts, m, weight)
+        queries = [rows[i]["query"] for i in kept]
+        answers = [rows[i]["answer"] for i in kept]
+        nearest = [
+            max(scorer.score(q, query)["rougeL"].fmeasure for q in real) for query in queries
+        ]
+        top_answer = Counter(normalise(a) for a in answers).most_common(1)[0][1]
+        row = {
+            "run": str(run),
+            "task": task_name,
+            "pool": len(rows),
+            "m": m,
+            "novelty": weight,
+            "valid": round(sum(map(is_valid, queries, answers)) / len(kept), 3),
+            "rouge_to_real": round(sum(nearest) / len(nearest), 3),
+            "top_answer_share": round(top_answer / len(kept), 3),
+            "redundancy": round(select.redundancy([texts[i] for i in kept]), 3),
+            "mean_excess": round(sum(scores[i] for i in kept) / len(kept), 3),
+        }
+        if task_name.startswith("facts:"):
+            row["facts_taught"] = taught(queries, answers, int(task_name.partition(":")[2] or 0))
+        if weight == own:
+            row["the_run"] = {rows[i]["id"] for i in kept} == kept_by_run
+            if not row["the_run"]:
+                raise SystemExit(f"{run}: the replay at novelty {own} is not what the run kept")
+        results.append(row)
+    return results
+
+
+def table(rows: list[dict]) -> str:
+    facts = any("facts_taught" in r for r in rows)
+    lines = [
+        "| run | pool → M | novelty | kept samples valid | ROUGE-L to real queries | top answer "
+        "share | redundancy | mean excess |" + (" facts taught |" if facts else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if facts else ""),
+    ]
+    for r in rows:
+        weight = f"{r['novelty']:g}" + (" (the run)" if "the_run" in r else "")
+        lines.append(
+            f"| {r['run']} | {r['pool']} → {r['m']} | {weight} | {r['valid']:.2f} | "
+            f"{r['rouge_to_real']:.3f} | {r['top_answer_share']:.2f} | {r['redundancy']:.3f} | "
+            f"{r['mean_excess']:.2f} |" + (f" {r.get('facts_taught', '—')} |" if facts else "")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="Run directories (scored.jsonl).")
+    parser.add_argument("--task", required=True, help="The runs' task, e.g. facts:0.")
+    parser.add_argument("--test-frac", type=float, default=0.5, help="The bench's test share.")
+    parser.add_argument("--weights", default=",".join(map(str, WEIGHTS)))
+    parser.add_argument("--out", type=Path, help="Where novelty_replay.md/.json go.")
+    args = parser.parse_args()
+    weights = tuple(float(w) for w in args.weights.split(","))
+    rows = [r for run in args.runs for r in replay(run, args.task, args.test_frac, weights)]
+    text = table(rows)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "novelty_replay.md").write_text(text)
+        (args.out / "novelty_replay.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
