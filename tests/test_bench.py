@@ -11,6 +11,7 @@ from tests.common import run_titok
 from titok.bench import Bench, BenchSettings, screen_tasks, write_report
 from titok.bench_report import (
     column_table,
+    comparison_table,
     gain_table,
     group,
     k_sweep_chart,
@@ -301,3 +302,18 @@ def test_the_turned_table_shows_each_column_as_a_row_with_the_same_numbers():
     assert "a row per column" not in render_markdown(cells)  # as many columns as tasks
     cells.append(fake_cell("a", "titok", [1, 0] * 10))
     assert "| titok | 0.500 ± 0.050 | — |" in render_markdown(cells)
+
+
+def test_the_difference_table_turns_when_methods_outnumber_tasks_with_the_same_numbers():
+    cells = [
+        fake_cell("a", "titok", [1, 0] * 10),
+        fake_cell("a", "kd", [1, 1] * 10),
+        fake_cell("a", "kd-mined", [0, 0] * 10),
+    ]
+    upright = comparison_table(group(cells), ["titok", "kd"], "titok").splitlines()
+    assert upright[0] == "| task | kd − titok |"
+    turned = comparison_table(group(cells), ["titok", "kd", "kd-mined"], "titok").splitlines()
+    assert turned[0] == "| difference | a | wins / ties / losses |"
+    kd_upright = upright[2].split("|")[2].strip()
+    assert turned[2] == f"| kd − titok | {kd_upright} | 1 / 0 / 0 |" and kd_upright.endswith("*")
+    assert turned[3].startswith("| kd-mined − titok | -0.500") and turned[3].endswith("0 / 0 / 1 |")

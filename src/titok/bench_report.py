@@ -206,26 +206,41 @@ def gain_table(grouped: dict[str, dict[str, list[dict]]], methods: list[str]) ->
 def comparison_table(
     grouped: dict[str, dict[str, list[dict]]], methods: list[str], against: str
 ) -> str:
-    """Each method minus `against`, per task and pooled, with wins / ties / losses."""
+    """Each method minus `against`, per task and pooled, with wins / ties / losses; a row per
+    task, or a row per method when there are more methods than tasks (easier to read)."""
     others = [m for m in methods if m != against]
-    lines = [
-        "| task | " + " | ".join(f"{m} − {against}" for m in others) + " |",
-        "|---" + "|---:" * len(others) + "|",
-    ]
+    tasks = list(grouped)
+    rows: dict[str, list[str]] = {}  # method -> its shown differences per task (+ pooled)
     tally = {m: {"win": 0, "tie": 0, "loss": 0} for m in others}
-    for task in grouped:
+    for method in others:
         shown = []
-        for method in others:
+        for task in tasks:
             difference = paired(grouped, task, method, against)
             if difference is not None:
                 tally[method][difference.verdict] += 1
             shown.append(show_difference(difference))
-        lines.append(f"| {task} | " + " | ".join(shown) + " |")
-    if len(grouped) > 1:
-        pooled_row = [show_difference(pooled(grouped, m, against)) for m in others]
-        lines.append("| **pooled** | " + " | ".join(pooled_row) + " |")
-    counts = [f"{t['win']} / {t['tie']} / {t['loss']}" for t in tally.values()]
-    lines.append("| wins / ties / losses | " + " | ".join(counts) + " |")
+        if len(tasks) > 1:
+            shown.append(show_difference(pooled(grouped, method, against)))
+        rows[method] = shown
+    counts = {m: f"{t['win']} / {t['tie']} / {t['loss']}" for m, t in tally.items()}
+    heads = [*tasks, *(["**pooled**"] if len(tasks) > 1 else [])]
+    if len(others) > len(tasks):
+        lines = [
+            "| difference | " + " | ".join(heads) + " | wins / ties / losses |",
+            "|---" + "|---:" * (len(heads) + 1) + "|",
+        ]
+        for method in others:
+            lines.append(
+                f"| {method} − {against} | " + " | ".join(rows[method]) + f" | {counts[method]} |"
+            )
+        return "\n".join(lines)
+    lines = [
+        "| task | " + " | ".join(f"{m} − {against}" for m in others) + " |",
+        "|---" + "|---:" * len(others) + "|",
+    ]
+    for index, head in enumerate(heads):
+        lines.append(f"| {head} | " + " | ".join(rows[m][index] for m in others) + " |")
+    lines.append("| wins / ties / losses | " + " | ".join(counts.values()) + " |")
     return "\n".join(lines)
 
 
