@@ -113,14 +113,17 @@ def ablations() -> list[Variant]:
         Variant("titok:class-uniform", "titok", {"select": {"class_balance": "uniform"}}),
         Variant("titok:class-norm", "titok", {"select": {"class_normalise": True}}),
         Variant("titok:adaptive-k", "titok", {"select": {"adaptive_z": 0.0}}),
-        # titok's selection defaults (word-level top-k, novelty 0.75) against the paper's
+        # titok's selection defaults (word-level top-k, novelty 0.9) against the paper's
         Variant("titok:paper", "titok", {"select": dict(PAPER_SELECTION)}),
         Variant("titok:tokens", "titok", {"select": {"unit": "token"}}),
         Variant("titok:tokens+novelty=0.5", "titok", {"select": {"unit": "token", "novelty": 0.5}}),
+        Variant(
+            "titok:tokens+novelty=0.75", "titok", {"select": {"unit": "token", "novelty": 0.75}}
+        ),
         Variant("titok:novelty=0", "titok", {"select": {"novelty": 0.0}}),
-        # more coverage: novelty 0.9 nearly outvotes excess; 1 ignores it (the control that
-        # says whether excess adds anything to choosing the samples)
-        Variant("titok:novelty=0.9", "titok", {"select": {"novelty": 0.9}}),
+        # less coverage (the default before 2026-11-26's facts measurements); novelty alone,
+        # excess out of the sample choice (does excess add anything to it?)
+        Variant("titok:novelty=0.75", "titok", {"select": {"novelty": 0.75}}),
         Variant("titok:novelty=1", "titok", {"select": {"novelty": 1.0}}),
         Variant("titok-kd", "titok-kd"),
         Variant("kd-spread", "kd-spread"),  # KD at titok's coverage: what is left of the lead?

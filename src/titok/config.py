@@ -164,7 +164,7 @@ class SelectConfig(_Settings):
         "spaces), so a class the adapter raised most does not fill the M samples by itself.",
     )
     novelty: float = Field(
-        0.75,
+        0.9,
         ge=0.0,
         le=1.0,
         description="With rank_by 'excess': weight of novelty against excess when choosing the M "
@@ -172,7 +172,9 @@ class SelectConfig(_Settings):
         "excess rank in the pool + novelty × (1 − its highest TF-IDF cosine similarity, over "
         "query and answer words, to a sample already kept), so near-twins (phrasings of one "
         "fact, instances of one answer) do not fill the M samples. 0: top-M by excess (the paper's "
-        "TiTok). Default 0.75: chosen on the knowledge task (docs/facts.md).",
+        "TiTok); 1: novelty alone. Default 0.9: chosen on the knowledge task, where it covers "
+        "more facts than 0.75 (docs/facts.md); high weights can prefer odd queries on a "
+        "data-free pool (benchmarks/novelty_replay.py).",
     )
     unit: Literal["token", "word"] = Field(
         "word",
