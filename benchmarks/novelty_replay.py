@@ -1,7 +1,8 @@
 """What does the novelty weight buy and cost? A replay of TiTok's sample choice on finished pools.
 
-    python benchmarks/novelty_replay.py runs/demo-bf16/transplant --task bbh:boolean_expressions \
-        --test-frac 0.1
+    python benchmarks/novelty_replay.py --make-pools results/screen-smollm2-135m \
+        --pools runs/pools --task bbh:navigate --task bbh:hyperbaton \
+        --out results/novelty-replay/bbh.md
     python benchmarks/novelty_replay.py runs/bench-facts/facts_0/titok_queries --task facts:0
 
 `select.novelty` trades excess for coverage when choosing the M samples. More coverage is what the
@@ -14,7 +15,12 @@ rules and the answer shape), the mean ROUGE-L F of a kept query to the nearest r
 of the task (never shown to the writer), the share of the most common answer, the kept redundancy
 (as the select manifest), and on `facts:<seed>` the distinct facts the kept samples teach (a query
 naming a person answered with that person's value). The row of the run's own weight is checked
-against the samples the run kept. Writes `novelty_replay.md` and `.json` in --out when given.
+against the samples the run kept. Writes the table to --out (a .md file, its .json beside it).
+
+`--make-pools SCREEN` first makes a data-free pool per task where none is (`--pools DIR/<task>/
+titok`: synth, score and select of a titok run with the bench's settings — `continue` queries
+from the bench's 5 seeds, M 40, pool 80 — written by the source expert the screen trained on
+that task, `SCREEN/<task>/source_expert`), and replays those.
 """
 
 from __future__ import annotations
@@ -100,6 +106,32 @@ def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ..
     return results
 
 
+def make_pool(screen: Path, task_name: str, pools: Path) -> Path:
+    """A data-free titok pool of `task_name` (synth → score → select), made once."""
+    from titok.bench import Bench, BenchSettings, Variant, task_folder
+    from titok.data import pick_seeds, write_jsonl
+    from titok.methods import new_run
+
+    folder = task_folder(pools, task_name)
+    run_folder = folder / "titok"
+    if (run_folder / "selected.jsonl").is_file():
+        return run_folder
+    expert = task_folder(screen, task_name) / "source_expert"
+    if not (expert / "adapter_config.json").is_file():
+        raise SystemExit(f"{expert} not found: run `titok bench --screen --out {screen}` first")
+    bench = Bench(BenchSettings(out=pools))
+    train, _ = resolve_task(task_name).split(bench.settings.test_frac, bench.settings.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    seeds = folder / "seeds.jsonl"
+    write_jsonl(seeds, pick_seeds(train, 5, bench.settings.seed))
+    config = bench.transplant_config(Variant("titok", "titok"), expert.resolve(), seeds.resolve())
+    run = new_run(config, run_folder)
+    run.save_config()
+    for stage in ("synth", "score", "select"):
+        run.run_stage(run.stage(stage))
+    return run_folder
+
+
 def table(rows: list[dict]) -> str:
     facts = any("facts_taught" in r for r in rows)
     lines = [
@@ -114,25 +146,65 @@ def table(rows: list[dict]) -> str:
             f"{r['rouge_to_real']:.3f} | {r['top_answer_share']:.2f} | {r['redundancy']:.3f} | "
             f"{r['mean_excess']:.2f} |" + (f" {r.get('facts_taught', '—')} |" if facts else "")
         )
+    runs = {r["run"] for r in rows}
+    if len(runs) > 1:
+        lines += [
+            "",
+            f"Mean over the {len(runs)} pools:",
+            "",
+            "| novelty | kept samples valid | ROUGE-L to real queries | top answer share |",
+            "|---:|---:|---:|---:|",
+        ]
+        for weight in sorted({r["novelty"] for r in rows}):
+            same = [r for r in rows if r["novelty"] == weight]
+            if len(same) == len(runs):
+                lines.append(
+                    f"| {weight:g} | "
+                    + " | ".join(
+                        f"{sum(r[key] for r in same) / len(same):.{digits}f}"
+                        for key, digits in (
+                            ("valid", 2),
+                            ("rouge_to_real", 3),
+                            ("top_answer_share", 2),
+                        )
+                    )
+                    + " |"
+                )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="Run directories (scored.jsonl).")
-    parser.add_argument("--task", required=True, help="The runs' task, e.g. facts:0.")
+    parser.add_argument("runs", nargs="*", type=Path, help="Run directories (scored.jsonl).")
+    parser.add_argument("--make-pools", type=Path, help="A screen's bench directory (experts).")
+    parser.add_argument("--pools", type=Path, default=Path("runs/pools"))
+    parser.add_argument(
+        "--task",
+        required=True,
+        action="append",
+        help="The runs' task, e.g. facts:0: once for all runs, or once per run in their order.",
+    )
     parser.add_argument("--test-frac", type=float, default=0.5, help="The bench's test share.")
     parser.add_argument("--weights", default=",".join(map(str, WEIGHTS)))
-    parser.add_argument("--out", type=Path, help="Where novelty_replay.md/.json go.")
+    parser.add_argument("--out", type=Path, help="The table's .md file (its .json beside it).")
     args = parser.parse_args()
     weights = tuple(float(w) for w in args.weights.split(","))
-    rows = [r for run in args.runs for r in replay(run, args.task, args.test_frac, weights)]
+    if args.make_pools:
+        args.runs = [make_pool(args.make_pools, task, args.pools) for task in args.task]
+    tasks = args.task * len(args.runs) if len(args.task) == 1 else args.task
+    if len(tasks) != len(args.runs):
+        parser.error(f"{len(args.runs)} runs but {len(args.task)} --task: give one, or one per run")
+    rows = [
+        r
+        for run, task in zip(args.runs, tasks, strict=True)
+        for r in replay(run, task, args.test_frac, weights)
+    ]
     text = table(rows)
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "novelty_replay.md").write_text(text)
-        (args.out / "novelty_replay.json").write_text(json.dumps(rows, indent=1) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".md").write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":
