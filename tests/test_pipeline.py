@@ -105,10 +105,11 @@ def test_rerun_skips_finished_stages_and_a_changed_k_reruns_from_align(finished_
         assert sum(row["target_mask"]) == max(1, math.floor(0.3 * (len(row["target_ids"]) - 1))) + 1
 
 
-def test_external_queries_are_labelled_not_generated(tiny_models, tmp_path):
+@pytest.mark.parametrize("method", ["titok", "tuneshift-kd"])
+def test_external_queries_are_labelled_not_generated(method, tiny_models, tmp_path):
     queries = tmp_path / "queries.jsonl"
     queries.write_text("".join(json.dumps({"query": f"True and {i} is"}) + "\n" for i in range(6)))
-    run = make_run(tiny_models, tmp_path / "run", queries=str(queries))
+    run = make_run(tiny_models, tmp_path / "run", queries=str(queries), method=method)
     run.run_stage(run.stage("synth"))
     made = rows(tmp_path / "run" / "synthetic.jsonl")
     assert {r["query"] for r in made} <= {f"True and {i} is" for i in range(6)}

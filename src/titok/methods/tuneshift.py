@@ -6,6 +6,8 @@ tokens), so it comes from the same scoring code as TiTok's. Each round the sourc
 pool/rounds prompts, with the seeds as examples in the first round and the prompts kept so far in
 the next ones; it answers them, and the highest-ratio share of them is kept. The kept samples are
 distilled into the target with the KD stages (every token, CE + KL, MinED across tokenizers).
+With external queries (`queries`) there are no rounds: the expert labels the given prompts and
+the select stage keeps the M of highest ratio.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from titok.stages import (
     SELECT,
     expert_excess,
     expert_writer,
+    synth_body,
     synth_settings,
     write_samples,
 )
@@ -39,6 +42,11 @@ def log_ppl_ratio(run: Run, samples: list[Example]) -> np.ndarray:
 
 def tuneshift_synth_body(run: Run) -> dict[str, Any]:
     c, t = run.config, run.config.tuneshift
+    if c.queries:
+        # The user's prompts (SPEC §2.1 external queries) replace the rounds of writing: the
+        # expert labels them, and the perplexity ratio chooses among them in the select stage
+        # (top M by mean excess, which is log PPL_base ÷ PPL_expert).
+        return {**synth_body(run), "rounds": []}
     expert = expert_writer(run)
     pool = round(c.synth.pool_factor * c.select.m)
     per_round = math.ceil(pool / t.rounds)
