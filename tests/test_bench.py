@@ -195,6 +195,11 @@ def test_ablations_are_columns_and_the_k_sweep_is_drawn(tmp_path):
     assert k_sweep_chart(cells, 0.7, tmp_path / "k.png")
     assert (tmp_path / "k.png").stat().st_size > 1000
     assert not k_sweep_chart(cells[:1], 0.7, tmp_path / "none.png")
+    # external-query twins are a line of their own (one point each here: no line to draw)
+    queried = [{**c, "column": "titok:k=1.0:queries"} for c in cells[2:]]
+    assert not k_sweep_chart(cells[:1] + queried, 0.7, tmp_path / "none.png")
+    queried.append({**cells[0], "column": "titok:queries"})
+    assert k_sweep_chart(queried, 0.7, tmp_path / "q.png")
 
 
 def test_documented_tables_are_rendered_from_committed_cells():

@@ -394,7 +394,8 @@ def bar_chart(cells: list[dict], path: Path) -> None:
 
 
 def k_sweep_chart(cells: list[dict[str, Any]], base_k: float, path: Path) -> bool:
-    """The headline metric against k, one line per task, from `titok` and `titok:k=…`.
+    """The headline metric against k, one line per task and setting, from `titok` and
+    `titok:k=…` (and their `:queries` twins: a line of their own).
 
     Error bars are one standard error and the axis spans 0–1, so that 1 of 25 examples does not
     look like a trend.
@@ -402,14 +403,17 @@ def k_sweep_chart(cells: list[dict[str, Any]], base_k: float, path: Path) -> boo
     points: dict[str, dict[float, tuple[float, float]]] = {}
     for task, row in group(cells).items():
         for column, runs in row.items():
-            if column == REFERENCE:
+            queried = column.endswith(QUERIES)
+            name = column.removesuffix(QUERIES)
+            if name == REFERENCE:
                 k = base_k
-            elif column.startswith("titok:k="):
-                k = float(column.split("=", 1)[1])
+            elif name.startswith("titok:k="):
+                k = float(name.split("=", 1)[1])
             else:
                 continue
+            line = f"{task} (external queries)" if queried else task
             value, stderr, _ = summary(runs)
-            points.setdefault(task, {})[k] = (value, stderr)
+            points.setdefault(line, {})[k] = (value, stderr)
     if not any(len(p) > 1 for p in points.values()):
         return False
     import matplotlib
