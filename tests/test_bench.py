@@ -211,7 +211,7 @@ def test_documented_tables_are_rendered_from_committed_cells():
 
     root = Path(__file__).resolve().parents[1]
     pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
-    readme_blocks = re.findall(r"<!-- bench: (\S+) -->", pages[0].read_text())
+    readme_blocks = re.findall(r"<!-- bench: (\S+)(?: columns=[^>]+?)? -->", pages[0].read_text())
     assert readme_blocks, "the README shows no committed bench results"
     for page in pages:
         text = page.read_text()
