@@ -25,27 +25,7 @@ from pathlib import Path
 
 from titok.bench import repeat_name, slug, task_folder
 from titok.bench_report import BASE_COLUMNS
-from titok.facts import make_facts
-from titok.validity import normal_answer
-
-
-def taught_facts(
-    selected: list[dict], facts: dict[str, dict[str, str]]
-) -> dict[tuple[str, str], bool]:
-    """(person, attribute) pairs some kept sample asks about and answers with the right value,
-    each with whether a sample that teaches it trains every token of its answer text."""
-    taught: dict[tuple[str, str], bool] = {}
-    for row in selected:
-        answer = normal_answer(row["answer"]).lower()
-        mask = row.get("source_mask") or [1] * len(row.get("excess", []))
-        whole = all(mask[: len(mask) - row.get("n_end", 0)])
-        for person, values in facts.items():
-            if person.lower() in row["query"].lower():
-                for attribute, value in values.items():
-                    if value.lower() == answer:
-                        key = (person, attribute)
-                        taught[key] = taught.get(key, False) or whole
-    return taught
+from titok.facts import make_facts, taught_facts
 
 
 def cell_coverage(bench: Path, cell: dict) -> dict | None:

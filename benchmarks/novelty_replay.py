@@ -35,23 +35,12 @@ from rouge_score import rouge_scorer
 
 from titok import select
 from titok.data import read_seeds
-from titok.facts import make_facts
+from titok.facts import make_facts, taught_facts
 from titok.metrics import normalise
 from titok.tasks import resolve_task
 from titok.validity import AnswerSpace, QueryRules
 
 WEIGHTS = (0.0, 0.5, 0.75, 0.9, 1.0)
-
-
-def taught(queries: list[str], answers: list[str], seed: int) -> int:
-    """Distinct (person, attribute) facts some sample asks about and answers right."""
-    facts = make_facts(seed).facts
-    found = set()
-    for query, answer in zip(queries, answers, strict=True):
-        for person, values in facts.items():
-            if person.lower() in query.lower():
-                found |= {(person, a) for a, v in values.items() if v.lower() == normalise(answer)}
-    return len(found)
 
 
 def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ...]) -> list[dict]:
@@ -73,7 +62,7 @@ def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ..
     _, test = task.split(test_frac, int(config.get("seed", 0)))
     real = [example.query for example in test]
     scorer = rouge_scorer.RougeScorer(["rougeL"])
-    texts = [f"{r['query']}\n{r['answer']}" for r in rows]
+    texts = select.sample_texts(rows)
     scores = [r["mean_excess"] for r in rows]
     results = []
     for weight in sorted({*weights, own}):
@@ -97,7 +86,8 @@ def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ..
             "mean_excess": round(sum(scores[i] for i in kept) / len(kept), 3),
         }
         if task_name.startswith("facts:"):
-            row["facts_taught"] = taught(queries, answers, int(task_name.partition(":")[2] or 0))
+            facts = make_facts(int(task_name.partition(":")[2] or 0)).facts
+            row["facts_taught"] = len(taught_facts([rows[i] for i in kept], facts))
         if weight == own:
             row["the_run"] = {rows[i]["id"] for i in kept} == kept_by_run
             if not row["the_run"]:

@@ -76,7 +76,7 @@ def test_method_runs_end_to_end_and_writes_a_loadable_adapter(method, tiny_model
         from titok import select
 
         pool = rows(run.run_dir.path("scored.jsonl"))
-        texts = [f"{r['query']}\n{r['answer']}" for r in pool]
+        texts = select.sample_texts(pool)
         chosen = select.rank_with_novelty([0.0] * len(pool), texts, len(target), 1.0)
         assert {r["id"] for r in target} == {pool[i]["id"] for i in chosen}
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from titok.data import Example, pick_seeds
+from titok.validity import normal_answer
 
 DEFAULT_ENTITIES = 30  # 30 people × 4 attributes = 120 facts
 
@@ -182,6 +183,25 @@ def make_facts(seed: int = 0, entities: int = DEFAULT_ENTITIES) -> FactsTask:
                 row = FactRow(name, attribute, number, question.format(name=name), value)
                 (test if number == len(questions) - 1 else train).append(row)
     return FactsTask(seed, facts, train, test)
+
+
+def taught_facts(
+    selected: list[dict], facts: dict[str, dict[str, str]]
+) -> dict[tuple[str, str], bool]:
+    """(person, attribute) pairs some kept sample asks about and answers with the right value,
+    each with whether a sample that teaches it trains every token of its answer text."""
+    taught: dict[tuple[str, str], bool] = {}
+    for row in selected:
+        answer = normal_answer(row["answer"]).lower()
+        mask = row.get("source_mask") or [1] * len(row.get("excess", []))
+        whole = all(mask[: len(mask) - row.get("n_end", 0)])
+        for person, values in facts.items():
+            if person.lower() in row["query"].lower():
+                for attribute, value in values.items():
+                    if value.lower() == answer:
+                        key = (person, attribute)
+                        taught[key] = taught.get(key, False) or whole
+    return taught
 
 
 def write_facts(task: FactsTask, out: Path) -> list[Path]:

@@ -107,6 +107,11 @@ def mean_text_excess(values: Sequence[float], n_end: int) -> float:
     return float(np.mean(text if len(text) else array))
 
 
+def sample_texts(rows: Sequence[dict]) -> list[str]:
+    """What novelty compares of each sample: its query and its answer."""
+    return [f"{row['query']}\n{row['answer']}" for row in rows]
+
+
 def sample_vectors(texts: Sequence[str]) -> sparse.csr_matrix | None:
     """L2-normalised TF-IDF vectors of the samples' words (rows: samples), or None when the
     texts hold no word. Rare words (an entity's name, a specific value) weigh most, so two

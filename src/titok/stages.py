@@ -193,7 +193,7 @@ def select_body(run: Run) -> dict[str, Any]:
     by_class = c.rank_by == "excess" and classes is not None
     if by_class and c.class_normalise:
         scores = select.class_normalised(scores, classes)
-    texts = [f"{r['query']}\n{r['answer']}" for r in rows]
+    texts = select.sample_texts(rows)
     if by_class and c.class_balance != "none":
         kept = select.rank_within_classes(scores, classes, c.m, c.class_balance, texts, c.novelty)
     elif c.rank_by == "excess" and c.novelty > 0:

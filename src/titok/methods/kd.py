@@ -164,13 +164,7 @@ EVERY_TOKEN_OF_RANDOM_M = {
 # KD with TiTok's coverage and none of its excess: each next sample the one least like those kept
 # (novelty 1), every token. The control that says how much of titok's lead over KD is coverage.
 EVERY_TOKEN_OF_SPREAD_M = {
-    "select": {
-        "k": 1.0,
-        "rank_by": "excess",
-        "end_token": "always",
-        "unit": "token",
-        "novelty": 1.0,
-    }
+    "select": {**EVERY_TOKEN_OF_RANDOM_M["select"], "rank_by": "excess", "novelty": 1.0}
 }
 
 
