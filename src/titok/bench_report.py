@@ -317,10 +317,11 @@ def render_markdown(cells: list[dict]) -> str:
     ]
     if len(columns) > len(grouped):
         parts += ["The same, a row per column:", column_table(grouped, columns)]
-    parts += [
-        "Gain over the target vanilla on the headline metric (transfer efficiency):",
-        gain_table(grouped, methods),
-    ]
+    if methods:  # a screen has no transplant to gain anything
+        parts += [
+            "Gain over the target vanilla on the headline metric (transfer efficiency):",
+            gain_table(grouped, methods),
+        ]
     # Each setting has its own TiTok to compare with: data-free columns against `titok`,
     # external-query columns (`<method>:queries`) against `titok:queries`.
     queried = [m for m in methods if m.endswith(QUERIES)]
