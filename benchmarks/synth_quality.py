@@ -5,15 +5,16 @@
         --out results/synth-quality
 
 For each task, the source expert the bench trained (`<bench>/<task>/source_expert`) writes and
-answers a pool of 2×M samples from the bench's 5 seeds, once per setting: the bench's own
-(`continue`, no validity rules: "before") and the settings of the answer-collapse issue
-(validity rules; the source base writing; anchored queries; `query_prompt: auto`). Per setting:
+answers a pool of 2×M samples from the bench's 5 seeds, once per setting: titok's default
+before this measurement (`chat`), the bench's own (`continue`, no validity rules: "before") and
+the settings of the answer-collapse issue (validity rules; the source base writing; anchored
+queries; `query_prompt: auto`). Per setting:
 queries drawn, samples kept and their share of the draws, the share of kept queries that pass
 the validity rules (checked afterwards for the settings that do not apply them), the mean
 ROUGE-L F of a kept query to the nearest real held-out query of the task (the test split:
 never shown to the writer), and the share of the most common answer. Writes `synth_quality.json`
-and `synth_quality.md` in --out after each task (a rerun skips the tasks they hold); examples of
-kept queries go in the JSON.
+and `synth_quality.md` in --out after each task (a rerun measures only the settings a task does
+not have yet); examples of kept queries go in the JSON.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from titok.tasks import resolve_task
 from titok.validity import QueryRules
 
 SETTINGS = {
+    "chat (titok's default before)": {"query_prompt": "chat"},
     "before (continue)": {},
     "validity": {"validity": True},
     "validity + base writes": {"validity": True, "writer_scale": 0.0},
@@ -46,7 +48,9 @@ SETTINGS = {
 }
 
 
-def measure(bench: Path, task_name: str, m: int, source: str, dtype: str) -> list[dict]:
+def measure(
+    bench: Path, task_name: str, m: int, source: str, dtype: str, done: set[str]
+) -> list[dict]:
     defaults = BenchSettings(out=bench)
     task = resolve_task(task_name)
     train, test = task.split(defaults.test_frac, defaults.seed)
@@ -62,6 +66,8 @@ def measure(bench: Path, task_name: str, m: int, source: str, dtype: str) -> lis
     )
     rows = []
     for name, changes in SETTINGS.items():
+        if name in done:
+            continue
         config = SynthConfig(**{**defaults.synth.model_dump(), **changes})
         started = time.perf_counter()
         try:
@@ -120,15 +126,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--source", default="smollm2-135m")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--settings", help=f"comma-separated, of: {', '.join(SETTINGS)} (default: all)"
+    )
     args = parser.parse_args(argv)
+    wanted = args.settings.split(",") if args.settings else list(SETTINGS)
+    unknown = sorted(set(wanted) - set(SETTINGS))
+    if unknown:
+        parser.error(f"unknown settings {unknown}; known: {list(SETTINGS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "synth_quality.json"
-    # Each task's rows are written as soon as it is done; a rerun skips the tasks it has.
+    # Each task's rows are written as soon as it is done; a rerun measures only the settings
+    # a task does not have yet (and writes the table in task, then setting order).
     rows = json.loads(results.read_text()) if results.is_file() else []
-    for task in args.tasks.split(","):
-        if any(r["task"] == task.strip() for r in rows):
+    order = list(SETTINGS)
+    for task in (t.strip() for t in args.tasks.split(",")):
+        done = {r["setting"] for r in rows if r["task"] == task} | (set(order) - set(wanted))
+        if done >= set(order):
             continue
-        rows += measure(args.bench, task.strip(), args.m, args.source, args.dtype)
+        rows += measure(args.bench, task, args.m, args.source, args.dtype, done)
+        tasks = list(dict.fromkeys(r["task"] for r in rows))
+        rows.sort(key=lambda r: (tasks.index(r["task"]), order.index(r["setting"])))
         results.write_text(json.dumps(rows, indent=2) + "\n")
         (args.out / "synth_quality.md").write_text(table(rows) + "\n")
     print(table(rows))

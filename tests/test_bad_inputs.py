@@ -292,7 +292,13 @@ def good_settings(tiny_models: dict[str, Path]) -> dict:
         "source_adapter": str(tiny_models["adapter"]),
         "target_base": str(tiny_models["target"]),
         "seeds": str(tiny_models["seeds"]),
-        "synth": {"max_query_tokens": 4, "max_answer_tokens": 4, "batch_size": 8},
+        "synth": {
+            "max_query_tokens": 4,
+            "max_answer_tokens": 4,
+            "batch_size": 8,
+            "query_prompt": "chat",
+            "validity": False,  # random tiny models write no valid query (test_pipeline.TINY)
+        },
         "select": {"m": 4},
     }
 

@@ -38,6 +38,7 @@ def tiny_settings(tiny_models, out):
         max_new_tokens=4,
         synth=SynthConfig(
             query_prompt="continue",
+            validity=False,
             diversity_filter="dedup",
             max_query_tokens=8,
             max_answer_tokens=4,

@@ -17,7 +17,17 @@ from titok.methods import new_run
 from titok.pipeline import Run
 
 TINY = {
-    "synth": {"max_query_tokens": 8, "max_answer_tokens": 6, "batch_size": 8, "pool_factor": 2},
+    # Random tiny models write no task instance: the validity rules would drop every query, so
+    # the pipeline tests write as titok did before they were on by default (test_validity and
+    # test_query_writers test them).
+    "synth": {
+        "max_query_tokens": 8,
+        "max_answer_tokens": 6,
+        "batch_size": 8,
+        "pool_factor": 2,
+        "query_prompt": "chat",
+        "validity": False,
+    },
     # token-level top-k: the tests below check its arithmetic (word level: test_select_options)
     "select": {"m": 4, "k": 0.7, "unit": "token"},
     "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3},

@@ -13,6 +13,7 @@ from tests.common import SEEDS
 from tests.test_pipeline import make_run
 from titok.config import SynthConfig
 from titok.data import Example
+from titok.errors import GenerationError
 from titok.prompts import prompt_format
 from titok.synth import Writer, choose_query_prompt, generate_queries, query_prompt_ids
 
@@ -67,3 +68,19 @@ def test_auto_probes_every_style_and_the_manifest_says_which_it_chose(
     run.run_stage(run.stage("synth"))
     figures = run.run_dir.manifest("synth")["figures"]
     assert figures["query_prompt"] in scores and set(figures["query_prompt_probe"]) == set(scores)
+
+
+def test_tuneshift_writes_its_rounds_as_titok_writes_its_pool(tiny_models, tmp_path):
+    """TuneShift-KD's rounds use the same query writing: `auto` chosen once, and the validity
+    rules measured against the seeds (a baseline through the same stages)."""
+    settings = {"method": "tuneshift-kd", "synth__query_prompt": "auto", "synth__max_rounds": 1}
+    run = make_run(tiny_models, tmp_path / "run", **settings)
+    run.run_stage(run.stage("synth"))
+    figures = run.run_dir.manifest("synth")["figures"]
+    assert figures["query_prompt"] in ("chat", "continue", "anchored")
+    assert set(figures["query_prompt_probe"]) == {"chat", "continue", "anchored"}
+    assert run.run_dir.path("synthetic.jsonl").read_text().strip()
+    # with the rules on, the random tiny expert's queries all break one: the error names them
+    checked = make_run(tiny_models, tmp_path / "checked", **settings, synth__validity=True)
+    with pytest.raises(GenerationError, match=r"no valid sample .*dropped by rule: .*ending"):
+        checked.run_stage(checked.stage("synth"))

@@ -38,6 +38,7 @@ def test_transplant_smollm2_to_gemma3(tmp_path):
         seeds=str(write_seeds(tmp_path / "seeds.jsonl")),
         synth={
             "query_prompt": "continue",
+            "validity": False,  # a random LoRA answers no seed-shaped answer: nothing is valid
             "diversity_filter": "dedup",
             "max_query_tokens": 24,
             "max_answer_tokens": 8,

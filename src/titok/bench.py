@@ -154,9 +154,14 @@ class BenchSettings:
     dtype: DtypeSetting = "auto"
     # Only the source base and expert: which tasks have knowledge to move (bench_report.screen)
     screen: bool = False
+    # The bench's query writing is fixed, as it was when its committed cells were made (titok's
+    # defaults since: `auto` and the validity rules, the `titok:auto-prompt`/`titok:valid` columns).
     synth: SynthConfig = field(
         default_factory=lambda: SynthConfig(
-            query_prompt="continue", diversity_filter="dedup", max_answer_tokens=64
+            query_prompt="continue",
+            validity=False,
+            diversity_filter="dedup",
+            max_answer_tokens=64,
         )
     )
     # Real-data LoRAs (source expert, ceiling): attention only, one epoch, as in the demo.

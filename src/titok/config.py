@@ -47,7 +47,7 @@ class SynthConfig(_Settings):
         "default: a generic line asking for one more question like the examples.",
     )
     query_prompt: Literal["chat", "continue", "anchored", "auto"] = Field(
-        "chat",
+        "auto",
         description="'chat': ask for a new query in a user turn of the chat template; 'continue': "
         "let the model continue a plain numbered list of the seeds (the query ends at the first "
         "blank line), which suits base models and small experts that answer every turn; "
@@ -90,7 +90,7 @@ class SynthConfig(_Settings):
     )
     rouge_threshold: float = Field(0.7, gt=0.0, le=1.0, description="ROUGE-L F cut-off.")
     validity: bool = Field(
-        False,
+        True,
         description="Drop samples that are not task instances, by named rules measured against "
         "the seeds (`titok.validity`): queries that are empty, copy a seed, look like an answer, "
         "echo the prompt, repeat a word, are too short or too long, or end unlike every seed; "

@@ -72,14 +72,9 @@ def transplant_config(settings: DemoSettings, adapter: Path, seeds: Path) -> Tra
         seed=settings.seed,
         dtype=settings.dtype,
         # Rigid format (SPEC §2.1 names boolean_expressions): ROUGE filtering starves generation.
-        # A 135M expert answers every chat turn with the task's answer, so it writes queries by
-        # continuing the list of seeds instead of being asked for one.
-        synth=SynthConfig(
-            diversity_filter="dedup",
-            query_prompt="continue",
-            max_query_tokens=40,
-            max_answer_tokens=16,
-        ),
+        # Query writing is titok's default (`auto`, validity rules): the 135M expert answers
+        # every chat turn with the task's answer, and the probe picks continuing the seed list.
+        synth=SynthConfig(diversity_filter="dedup", max_query_tokens=40, max_answer_tokens=16),
         select=SelectConfig(m=settings.m, k=settings.k),
         # A few dozen samples on a small model: a higher learning rate than the paper's 5e-5.
         train=TrainConfig(r=16, alpha=32, lr=1e-3, epochs=3, batch_size=4),

@@ -168,6 +168,8 @@ def draw_queries(
 ) -> list[str]:
     """`count` queries sampled from `writer` in the style `config.query_prompt`, cleaned (the
     requests are drawn from `rng` first, then generated with `seed`)."""
+    if config.query_prompt not in QUERY_STYLES:  # 'auto' is chosen before any drawing
+        raise ValueError(f"query_prompt {config.query_prompt!r}: call resolve_query_prompt first")
     requests, anchors = zip(
         *(query_prompt_ids(writer.tokenizer, writer.fmt, config, seeds, rng) for _ in range(count)),
         strict=True,
@@ -306,6 +308,18 @@ def choose_query_prompt(
     return chosen, scores
 
 
+def resolve_query_prompt(
+    writer: Writer, seeds: Sequence[Example], config: SynthConfig, seed: int
+) -> tuple[SynthConfig, dict[str, object]]:
+    """The settings with `query_prompt: auto` made a style (by `choose_query_prompt`), and the
+    figures of the choice for the manifest; any other style is returned as it is."""
+    if config.query_prompt != "auto":
+        return config, {}
+    style, scores = choose_query_prompt(writer, seeds, config, seed)
+    chosen = config.model_copy(update={"query_prompt": style})
+    return chosen, {"query_prompt": style, "query_prompt_probe": scores}
+
+
 def label_queries(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -351,16 +365,12 @@ def synthesize(
         if config.validity:
             space = AnswerSpace.infer(s.answer for s in seeds)
             dropped = Dropped()
-            samples = _valid_answers(samples, space, dropped)
+            samples = valid_answers(samples, space, dropped)
             figures.update(answer_space=space.describe(), **dropped.figures())
         figures["samples"] = len(samples)
         return SynthResult(samples, figures)
     writer = query_writer or expert
-    probed: dict[str, object] = {}
-    if config.query_prompt == "auto":
-        style, scores = choose_query_prompt(writer, seeds, config, seed)
-        config = config.model_copy(update={"query_prompt": style})
-        probed = {"query_prompt": style, "query_prompt_probe": scores}
+    config, probed = resolve_query_prompt(writer, seeds, config, seed)
     if not config.validity:
         queries, figures = generate_queries(
             writer.model, writer.tokenizer, writer.fmt, seeds, config, pool_size, seed
@@ -396,7 +406,7 @@ def synthesize(
         totals["queries_drawn"] += int(figures["queries_drawn"])
         totals["queries_kept"] += len(queries)
         totals["empty_answers"] += len(queries) - len(answered)
-        samples += _valid_answers(answered, space, dropped)
+        samples += valid_answers(answered, space, dropped)
     if not samples:
         raise GenerationError(
             f"none of the {totals['queries_drawn']} queries drawn in {config.max_rounds} rounds "
@@ -424,7 +434,8 @@ def synthesize(
     )
 
 
-def _valid_answers(samples: list[Example], space: AnswerSpace, dropped: Dropped) -> list[Example]:
+def valid_answers(samples: list[Example], space: AnswerSpace, dropped: Dropped) -> list[Example]:
+    """The samples whose answer fits the seeds' answer space; the others counted in `dropped`."""
     kept = []
     for sample in samples:
         if space.fits(sample.answer):

@@ -19,6 +19,7 @@ import numpy as np
 
 from titok.config import PAPER_SELECTION, TransplantConfig
 from titok.data import Example, read_seeds
+from titok.errors import GenerationError
 from titok.methods.kd import TEACHER, TRAIN_KD
 from titok.pipeline import Method, Run, Stage
 from titok.stages import (
@@ -31,7 +32,14 @@ from titok.stages import (
     synth_settings,
     write_samples,
 )
-from titok.synth import answer_all, generate_queries
+from titok.synth import (
+    answer_all,
+    generate_queries,
+    prompt_echoes,
+    resolve_query_prompt,
+    valid_answers,
+)
+from titok.validity import AnswerSpace, Dropped, QueryRules
 
 
 def log_ppl_ratio(run: Run, samples: list[Example]) -> np.ndarray:
@@ -51,23 +59,40 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
     pool = round(c.synth.pool_factor * c.select.m)
     per_round = math.ceil(pool / t.rounds)
     keep_per_round = math.ceil(math.ceil(t.keep_fraction * pool) / t.rounds)
-    examples: list[Example] = read_seeds(c.seeds)
+    seeds = read_seeds(c.seeds)
+    examples: list[Example] = seeds
+    # The same query writing as TiTok's: the style chosen once, the validity rules measured
+    # against the seeds (later rounds show the prompts kept so far, not the seeds).
+    synth, probed = resolve_query_prompt(expert, seeds, c.synth, c.seed)
+    dropped = Dropped()
+    rules = None
+    if synth.validity:
+        rules = QueryRules(seeds, prompt_echoes(expert.tokenizer, expert.fmt, synth))
+    space = AnswerSpace.infer(s.answer for s in seeds)
     kept: list[Example] = []
     seen: list[str] = []
-    figures: dict[str, Any] = {"queries_drawn": 0, "rounds": []}
+    figures: dict[str, Any] = {"queries_drawn": 0, "rounds": [], **probed}
     for number in range(t.rounds):
         queries, drawn = generate_queries(
             expert.model,
             expert.tokenizer,
             expert.fmt,
             examples,
-            c.synth,
+            synth,
             per_round,
             c.seed + 7919 * number,
             seen=seen,
+            rules=rules,
+            dropped=dropped,
         )
         seen += queries
-        samples = answer_all(expert, queries, c.synth, c.seed)
+        samples = answer_all(expert, queries, synth, c.seed)
+        if rules is not None:
+            samples = valid_answers(samples, space, dropped)
+        if not samples:
+            figures["queries_drawn"] += drawn["queries_drawn"]
+            figures["rounds"].append({"samples": 0, "kept": 0})
+            continue
         ratios = log_ppl_ratio(run, samples)
         best = sorted(np.argsort(-ratios, kind="stable")[:keep_per_round].tolist())
         kept += [samples[i] for i in best]
@@ -81,8 +106,16 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
                 "kept_mean_log_ratio": round(float(ratios[best].mean()), 4),
             }
         )
+    if not kept:
+        raise GenerationError(
+            f"TuneShift-KD: no valid sample in {t.rounds} rounds ({figures['queries_drawn']} "
+            f"queries drawn; dropped by rule: {dict(dropped.counts) or 'nothing'}); check the "
+            "seeds, raise synth.max_rounds, or give real queries with --queries"
+        )
     write_samples(run, kept)
     figures["samples"] = len(kept)
+    if rules is not None:
+        figures.update(dropped.figures())
     return figures
 
 
