@@ -284,12 +284,21 @@ def test_the_screen_keeps_tasks_whose_expert_beats_its_base_and_chance(tmp_path)
     constant = fake_cell("constant", "source expert", [1, 0] * 20)
     constant.update(value=0.5, stderr=0.0)  # one answer to everything: exactly chance
     cells += [fake_cell("constant", "source base", [0] * 40), constant]
+    # an open-answer task (exact match, no 1/L) won by answering "10" to everything: the
+    # expert beats its base, but not the best constant answer (10 is 12% of the golds)
+    counting = ["10"] * 12 + [str(n) for n in range(11, 99)]
+    repeated = [int(g == "10") for g in counting]
+    for column, outcomes in (("source base", [0] * 100), ("source expert", repeated)):
+        cell = fake_cell("counting", column, outcomes)
+        cell.update(metric="exact_match", golds=counting, metrics={})
+        cells.append(cell)
     table, kept = screen_table(group(cells))
     assert kept == ["learned"]
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert rows["learned"].rstrip(" |").endswith("yes")
     assert rows["nothing"].rstrip(" |").endswith("no")
-    assert "Kept: 1 of 3 (learned)" in render_markdown(cells)
+    assert rows["counting"].split("|")[4].strip() == "0.120"  # its chance: the constant answer
+    assert "Kept: 1 of 4 (learned)" in render_markdown(cells)
     screen = Bench(BenchSettings(out=tmp_path, screen=True))
     assert screen.columns() == ["source base", "source expert"] and not screen.variants()
     assert "bbh:navigate" in screen_tasks() and "facts:0" in screen_tasks()

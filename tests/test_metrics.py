@@ -14,6 +14,7 @@ from titok.facts import ATTRIBUTES, make_facts
 from titok.metrics import (
     balanced_accuracy,
     closed_answer_metrics,
+    constant_answer_level,
     is_closed,
     paired_difference,
     pooled_difference,
@@ -40,6 +41,16 @@ def test_balanced_accuracy_is_accuracy_when_every_answer_is_right_or_classes_are
     assert balanced_accuracy([True] * 10, golds) == 1.0
     assert balanced_accuracy([True, False] * 5, golds) == 0.5  # every Yes right, every No wrong
     assert top_prediction_share(["Yes", "yes.", "No"]) == pytest.approx(2 / 3)
+
+
+@given(st.lists(st.integers(0, 30).map(str), min_size=1, max_size=60), st.data())
+@settings(max_examples=60, deadline=None)
+def test_no_constant_answer_beats_the_constant_answer_level_of_an_open_task(golds, data):
+    constant = data.draw(st.integers(0, 30).map(str))
+    exact_match = sum(gold == constant for gold in golds) / len(golds)
+    assert exact_match <= constant_answer_level(golds)
+    most_common = max(set(golds), key=golds.count)
+    assert sum(g == most_common for g in golds) / len(golds) == constant_answer_level(golds)
 
 
 def test_closed_and_open_answer_spaces():

@@ -24,7 +24,12 @@ from typing import Any
 import numpy as np
 
 from titok.errors import ConfigError, did_you_mean
-from titok.metrics import Difference, paired_difference, pooled_difference
+from titok.metrics import (
+    Difference,
+    constant_answer_level,
+    paired_difference,
+    pooled_difference,
+)
 
 BASE_COLUMNS = ("source base", "source expert", "target vanilla", "target ceiling")
 REFERENCE = "titok"
@@ -142,9 +147,14 @@ def transfer_efficiency(method: float, vanilla: float, ceiling: float) -> float:
 
 
 def chance_of(row: dict[str, list[dict]]) -> float | None:
-    """The task's chance level (closed answers), from any of its cells."""
+    """The task's chance level, from any of its cells: 1/L on closed answers (what balanced
+    accuracy gives a constant answer); on open answers the best constant answer's exact match
+    (`constant_answer_level` of the gold answers). None for a cell without either."""
     first = next(iter(row.values()))[0]
-    return first.get("metrics", {}).get("chance", [None])[0]
+    chance = first.get("metrics", {}).get("chance", [None])[0]
+    if chance is None and first.get("golds"):
+        return constant_answer_level(first["golds"])
+    return chance
 
 
 def show_score(runs: list[dict]) -> str:
@@ -249,7 +259,8 @@ def knowledge_to_move(row: dict[str, list[dict]]) -> tuple[Difference | None, fl
     kept) for a task with both source cells; None otherwise.
 
     Kept: the expert beats its base (the paired 95% interval, about two standard errors, lies
-    above 0) and chance (0 on open answers) by at least two standard errors. A transplant
+    above 0) and chance (on open answers, the best constant answer) by at least two standard
+    errors. A transplant
     cannot move knowledge the expert does not have, so only kept tasks can show transfer.
     """
     if "source base" not in row or "source expert" not in row:
@@ -311,8 +322,8 @@ def render_markdown(cells: list[dict]) -> str:
     parts = [
         "# titok bench",
         "Headline metric per task (balanced accuracy on closed-answer tasks: a constant answer "
-        "scores the chance level; exact match on open ones), mean over repeats ± standard "
-        "error:",
+        "scores the chance level; exact match on open ones, where chance is the exact match of "
+        "the best constant answer), mean over repeats ± standard error:",
         score_table(grouped, columns),
     ]
     if len(columns) > len(grouped):
@@ -346,8 +357,8 @@ def render_markdown(cells: list[dict]) -> str:
     if len(screen.splitlines()) > 2:
         parts += [
             "Knowledge to move (the screen): a task is kept when the source expert beats its "
-            "base (paired 95% interval above 0) and chance (0 on open answers) by two standard "
-            f"errors. Kept: {len(kept)} of {len(grouped)}"
+            "base (paired 95% interval above 0) and chance (on open answers: the exact match of "
+            f"the best constant answer) by two standard errors. Kept: {len(kept)} of {len(grouped)}"
             + (f" ({', '.join(kept)})" if kept else "")
             + ".",
             screen,

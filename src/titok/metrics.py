@@ -38,6 +38,15 @@ def is_closed(golds: Sequence[str]) -> bool:
     return 0 < len({normalise(g) for g in golds}) <= CLOSED_MAX_LABELS
 
 
+def constant_answer_level(golds: Sequence[str]) -> float:
+    """The exact match of the best constant answer: the share of the most common gold label.
+
+    The chance level of an open-answer task, where 1/L means nothing: a model that answers "10"
+    to every object_counting question scores the share of questions whose answer is 10."""
+    labels = Counter(normalise(g) for g in golds)
+    return max(labels.values()) / len(golds) if golds else 0.0
+
+
 def balanced_accuracy(correct: Sequence[bool] | np.ndarray, golds: Sequence[str]) -> float:
     """Mean over gold labels of the share of that label's examples answered correctly."""
     hits = np.asarray(correct, dtype=float)
