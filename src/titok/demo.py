@@ -73,7 +73,7 @@ def transplant_config(settings: DemoSettings, adapter: Path, seeds: Path) -> Tra
         dtype=settings.dtype,
         # Rigid format (SPEC §2.1 names boolean_expressions): ROUGE filtering starves generation.
         # Query writing is titok's default (`auto`, validity rules): the 135M expert answers
-        # every chat turn with the task's answer, and the probe picks continuing the seed list.
+        # every chat turn with the task's answer; the probe picks completing a seed's opening.
         synth=SynthConfig(diversity_filter="dedup", max_query_tokens=40, max_answer_tokens=16),
         select=SelectConfig(m=settings.m, k=settings.k),
         # A few dozen samples on a small model: a higher learning rate than the paper's 5e-5.
