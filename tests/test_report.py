@@ -16,7 +16,9 @@ from titok.report import build_report
 
 @pytest.fixture(scope="module")
 def report(tiny_models, tmp_path_factory):
-    run = make_run(tiny_models, tmp_path_factory.mktemp("report") / "run")
+    run = make_run(
+        tiny_models, tmp_path_factory.mktemp("report") / "run", synth__query_prompt="auto"
+    )
     run.run_all()
     run.run_dir.write_json(
         "evaluation.json",
@@ -55,6 +57,10 @@ def test_report_shows_stages_samples_alignment_and_evaluation(report):
     for stage in ("synth", "score", "select", "align", "train"):
         assert f"<td>{stage}</td>" in html
     assert "target + titok" in html and "data:image/png;base64," in html
+    # the style `auto` chose, with every probed style's figures as a table, not a raw dict
+    chosen = run.run_dir.manifest("synth")["figures"]["query_prompt"]
+    assert "How the queries were written" in html and f"<td>{chosen} (chosen)</td>" in html
+    assert "query_prompt_probe=" not in html
     # Self-contained: nothing fetched from elsewhere, no scripts.
     assert not re.search(r'(src|href)="(https?:)?//', html) and "<script" not in html
 

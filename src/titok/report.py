@@ -117,6 +117,17 @@ def dropped_by_rule(manifest: dict | None) -> list[tuple[str, int, list[str]]]:
     ]
 
 
+# Figures with a section of their own in the page, left out of the stages table.
+OWN_SECTION = ("dropped_examples", "query_prompt_probe")
+
+
+def query_probe(manifest: dict | None) -> tuple[str | None, list[tuple[str, dict[str, float]]]]:
+    """The query style `synth.query_prompt: auto` chose and each probed style's figures (none
+    when the style was given)."""
+    figures = (manifest or {}).get("figures", {})
+    return figures.get("query_prompt"), list(figures.get("query_prompt_probe", {}).items())
+
+
 def chart(rows: list[dict[str, Any]]) -> str:
     """A bar chart of the evaluation rows as a base64 PNG (inline in the page)."""
     import matplotlib
@@ -158,7 +169,10 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Path:
     html = environment.from_string(template).render(
         config=run.config,
         version=__version__,
-        stages=run.status(),
+        stages=[
+            (name, state, {k: v for k, v in figures.items() if k not in OWN_SECTION})
+            for name, state, figures in run.status()
+        ],
         settings=yaml.safe_dump(yaml.safe_load(run.run_dir.path(CONFIG_FILE).read_text())),
         samples=shown,
         crossing=crossing,
@@ -167,6 +181,7 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Path:
         evaluations=evals,
         chart=chart(evals) if evals else None,
         dropped=dropped_by_rule(run.run_dir.manifest("synth")),
+        probe=query_probe(run.run_dir.manifest("synth")),
     )
     target = Path(out) if out else root / "report.html"
     tmp = target.with_name(f".{target.name}.tmp")
