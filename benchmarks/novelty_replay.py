@@ -31,12 +31,12 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from rouge_score import rouge_scorer
 
 from titok import select
 from titok.data import read_seeds
 from titok.facts import make_facts, taught_facts
 from titok.metrics import normalise
+from titok.synth import seed_similarity
 from titok.tasks import resolve_task
 from titok.validity import AnswerSpace, QueryRules
 
@@ -60,8 +60,9 @@ def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ..
 
     task = resolve_task(task_name)
     _, test = task.split(test_frac, int(config.get("seed", 0)))
-    real = [example.query for example in test]
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    facts = None  # the knowledge base, to count the facts the kept samples teach
+    if task_name.startswith("facts:"):
+        facts = make_facts(int(task_name.partition(":")[2] or 0)).facts
     texts = select.sample_texts(rows)
     scores = [r["mean_excess"] for r in rows]
     results = []
@@ -69,9 +70,6 @@ def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ..
         kept = select.rank_with_novelty(scores, texts, m, weight)
         queries = [rows[i]["query"] for i in kept]
         answers = [rows[i]["answer"] for i in kept]
-        nearest = [
-            max(scorer.score(q, query)["rougeL"].fmeasure for q in real) for query in queries
-        ]
         top_answer = Counter(normalise(a) for a in answers).most_common(1)[0][1]
         row = {
             "run": str(run),
@@ -80,13 +78,12 @@ def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ..
             "m": m,
             "novelty": weight,
             "valid": round(sum(map(is_valid, queries, answers)) / len(kept), 3),
-            "rouge_to_real": round(sum(nearest) / len(nearest), 3),
+            "rouge_to_real": round(seed_similarity(queries, test), 3),
             "top_answer_share": round(top_answer / len(kept), 3),
             "redundancy": round(select.redundancy([texts[i] for i in kept]), 3),
             "mean_excess": round(sum(scores[i] for i in kept) / len(kept), 3),
         }
-        if task_name.startswith("facts:"):
-            facts = make_facts(int(task_name.partition(":")[2] or 0)).facts
+        if facts is not None:
             row["facts_taught"] = len(taught_facts([rows[i] for i in kept], facts))
         if weight == own:
             row["the_run"] = {rows[i]["id"] for i in kept} == kept_by_run

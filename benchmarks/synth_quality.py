@@ -34,9 +34,8 @@ from titok.data import pick_seeds
 from titok.errors import GenerationError
 from titok.models import load_model, load_tokenizer
 from titok.prompts import prompt_format
-from titok.synth import SynthResult, Writer, prompt_echoes, seed_similarity, synthesize
+from titok.synth import SynthResult, Writer, query_rules, seed_similarity, synthesize
 from titok.tasks import resolve_task
-from titok.validity import QueryRules
 
 SETTINGS = {
     "chat (titok's default before)": {"query_prompt": "chat"},
@@ -49,7 +48,7 @@ SETTINGS = {
 
 
 def measure(
-    bench: Path, task_name: str, m: int, source: str, dtype: str, done: set[str]
+    bench: Path, task_name: str, m: int, source: str, dtype: str, skip: set[str]
 ) -> list[dict]:
     defaults = BenchSettings(out=bench)
     task = resolve_task(task_name)
@@ -66,7 +65,7 @@ def measure(
     )
     rows = []
     for name, changes in SETTINGS.items():
-        if name in done:
+        if name in skip:
             continue
         config = SynthConfig(**{**defaults.synth.model_dump(), **changes})
         started = time.perf_counter()
@@ -77,7 +76,7 @@ def measure(
             result = SynthResult([], {"error": str(error)})
         seconds = time.perf_counter() - started
         queries = [s.query for s in result.samples]
-        rules = QueryRules(seeds, prompt_echoes(tokenizer, expert.fmt, config))
+        rules = query_rules(expert, seeds, config)
         answers = Counter(s.answer.strip().lower() for s in result.samples)
         drawn = int(result.figures.get("queries_drawn", 0))
         rows.append(
@@ -141,10 +140,11 @@ def main(argv: list[str]) -> int:
     rows = json.loads(results.read_text()) if results.is_file() else []
     order = list(SETTINGS)
     for task in (t.strip() for t in args.tasks.split(",")):
-        done = {r["setting"] for r in rows if r["task"] == task} | (set(order) - set(wanted))
-        if done >= set(order):
+        # measured already, or not asked for
+        skip = {r["setting"] for r in rows if r["task"] == task} | (set(order) - set(wanted))
+        if skip >= set(order):
             continue
-        rows += measure(args.bench, task, args.m, args.source, args.dtype, done)
+        rows += measure(args.bench, task, args.m, args.source, args.dtype, skip)
         tasks = list(dict.fromkeys(r["task"] for r in rows))
         rows.sort(key=lambda r: (tasks.index(r["task"]), order.index(r["setting"])))
         results.write_text(json.dumps(rows, indent=2) + "\n")

@@ -157,6 +157,12 @@ def prompt_echoes(
     return [template, config.instruction or DEFAULT_INSTRUCTION, REQUEST]
 
 
+def query_rules(writer: Writer, seeds: Sequence[Example], config: SynthConfig) -> QueryRules:
+    """The validity rules for queries `writer` writes: measured against the seeds, with the
+    text of its own prompt as what a query must not echo."""
+    return QueryRules(seeds, prompt_echoes(writer.tokenizer, writer.fmt, config))
+
+
 def draw_queries(
     writer: Writer,
     config: SynthConfig,
@@ -254,7 +260,7 @@ def generate_queries(
             keep.offer(text)
     queries = keep.kept[n_seeds:]
     if not queries:
-        why = " (dropped by rule: " + _counts(dropped) + ")" if dropped and dropped.counts else ""
+        why = f" (dropped by rule: {dropped.summary()})" if dropped and dropped.counts else ""
         raise GenerationError(
             f"the query writer wrote {drawn} queries and none passed the filters{why}; "
             "check the seeds, raise synth.temperature or synth.max_rounds, use "
@@ -281,7 +287,7 @@ def choose_query_prompt(
     """`query_prompt: auto`: one probe batch per style; the style whose queries score best, as
     (share passing the validity rules) × (mean ROUGE-L F to the nearest seed of those passing).
     Seed copies and duplicates count as failures, so copying the examples does not win."""
-    rules = QueryRules(seeds, prompt_echoes(writer.tokenizer, writer.fmt, config))
+    rules = query_rules(writer, seeds, config)
     scores: dict[str, dict[str, float]] = {}
     for style in QUERY_STYLES:
         probe = config.model_copy(update={"query_prompt": style, "max_rounds": 1})
@@ -379,7 +385,7 @@ def synthesize(
         figures["samples"] = len(samples)
         figures["empty_answers"] = len(queries) - len(samples)
         return SynthResult(samples, {**figures, **probed})
-    rules = QueryRules(seeds, prompt_echoes(writer.tokenizer, writer.fmt, config))
+    rules = query_rules(writer, seeds, config)
     space = AnswerSpace.infer(s.answer for s in seeds)
     dropped = Dropped()
     samples: list[Example] = []
@@ -410,7 +416,7 @@ def synthesize(
     if not samples:
         raise GenerationError(
             f"none of the {totals['queries_drawn']} queries drawn in {config.max_rounds} rounds "
-            f"made a valid sample (dropped by rule: {_counts(dropped)}); check the seeds, raise "
+            f"made a valid sample (dropped by rule: {dropped.summary()}); check the seeds, raise "
             "synth.max_rounds or synth.temperature, or give real queries with --queries"
         )
     if len(samples) < pool_size:
@@ -419,7 +425,7 @@ def synthesize(
             len(samples),
             pool_size,
             config.max_rounds,
-            _counts(dropped),
+            dropped.summary(),
         )
     return SynthResult(
         samples,
@@ -443,12 +449,6 @@ def valid_answers(samples: list[Example], space: AnswerSpace, dropped: Dropped) 
         else:
             dropped.add(ANSWER_RULE, f"{sample.query[:60]} → {sample.answer}")
     return kept
-
-
-def _counts(dropped: Dropped | None) -> str:
-    if dropped is None or not dropped.counts:
-        return "nothing"
-    return ", ".join(f"{n} {rule}" for rule, n in dropped.counts.most_common())
 
 
 def answer_all(

@@ -102,6 +102,12 @@ class Dropped:
         if len(shown) < SHOWN_PER_RULE:
             shown.append(text if len(text) <= 120 else text[:117] + "...")
 
+    def summary(self) -> str:
+        """The counts as a message reads them: "14 ending, 2 seed_copy" (or "nothing")."""
+        if not self.counts:
+            return "nothing"
+        return ", ".join(f"{n} {rule}" for rule, n in self.counts.most_common())
+
     def figures(self) -> dict[str, object]:
         return {
             "dropped": dict(sorted(self.counts.items())),

@@ -35,11 +35,11 @@ from titok.stages import (
 from titok.synth import (
     answer_all,
     generate_queries,
-    prompt_echoes,
+    query_rules,
     resolve_query_prompt,
     valid_answers,
 )
-from titok.validity import AnswerSpace, Dropped, QueryRules
+from titok.validity import AnswerSpace, Dropped
 
 
 def log_ppl_ratio(run: Run, samples: list[Example]) -> np.ndarray:
@@ -65,9 +65,7 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
     # against the seeds (later rounds show the prompts kept so far, not the seeds).
     synth, probed = resolve_query_prompt(expert, seeds, c.synth, c.seed)
     dropped = Dropped()
-    rules = None
-    if synth.validity:
-        rules = QueryRules(seeds, prompt_echoes(expert.tokenizer, expert.fmt, synth))
+    rules = query_rules(expert, seeds, synth) if synth.validity else None
     space = AnswerSpace.infer(s.answer for s in seeds)
     kept: list[Example] = []
     seen: list[str] = []
@@ -86,18 +84,17 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
             dropped=dropped,
         )
         seen += queries
+        figures["queries_drawn"] += drawn["queries_drawn"]
         samples = answer_all(expert, queries, synth, c.seed)
         if rules is not None:
             samples = valid_answers(samples, space, dropped)
         if not samples:
-            figures["queries_drawn"] += drawn["queries_drawn"]
             figures["rounds"].append({"samples": 0, "kept": 0})
             continue
         ratios = log_ppl_ratio(run, samples)
         best = sorted(np.argsort(-ratios, kind="stable")[:keep_per_round].tolist())
         kept += [samples[i] for i in best]
         examples = kept  # the next round writes prompts like the ones kept so far
-        figures["queries_drawn"] += drawn["queries_drawn"]
         figures["rounds"].append(
             {
                 "samples": len(samples),
@@ -109,7 +106,7 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
     if not kept:
         raise GenerationError(
             f"TuneShift-KD: no valid sample in {t.rounds} rounds ({figures['queries_drawn']} "
-            f"queries drawn; dropped by rule: {dict(dropped.counts) or 'nothing'}); check the "
+            f"queries drawn; dropped by rule: {dropped.summary()}); check the "
             "seeds, raise synth.max_rounds, or give real queries with --queries"
         )
     write_samples(run, kept)
