@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM
 
 from titok.errors import DataError
 from titok.evaluate import evaluate_model
+from titok.metrics import constant_answer_level
 from titok.models import load_tokenizer
 from titok.prompts import prompt_format
 from titok.tasks import resolve_task
@@ -137,3 +138,7 @@ def test_closed_tasks_report_balanced_accuracy_and_open_ones_rouge(tiny_models, 
     result = evaluate_tiny(tiny_models["target"], opened, opened.examples[:3], tmp_path / "o", 4)
     assert result.headline == "exact_match" and "rougeL" in result.metrics
     assert all(0 <= p["rougeL"] <= 1 for p in result.predictions)
+    # chance on open answers: the best constant answer's exact match, not 1/L
+    golds = [e.answer for e in opened.examples[:3]]
+    assert result.metrics["chance"][0] == constant_answer_level(golds)
+    assert 0 < result.metrics["top_prediction_share"][0] <= 1

@@ -28,7 +28,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from titok.data import Example
 from titok.distributed import map_shards, rank, world_size
 from titok.generation import quiet
-from titok.metrics import BALANCED, EXACT, closed_answer_metrics, grouped_metrics, rouge_l
+from titok.metrics import (
+    BALANCED,
+    EXACT,
+    closed_answer_metrics,
+    constant_answer_level,
+    grouped_metrics,
+    rouge_l,
+    top_prediction_share,
+)
 from titok.precision import float32_logits
 from titok.prompts import PLAIN_TEMPLATE, PromptFormat
 from titok.tasks import TaskSpec
@@ -154,6 +162,9 @@ def evaluate_model(
         for p in predictions:
             p["rougeL"] = rouge_l(p["target"], p["extracted"])
         metrics["rougeL"] = mean_stderr([p["rougeL"] for p in predictions])
+        # what answering one thing to everything would score, and how close the model is to it
+        metrics["chance"] = (constant_answer_level(golds), 0.0)
+        metrics["top_prediction_share"] = (top_prediction_share(extracted), 0.0)
         if task.group_of:
             groups = [task.group_of.get(p["input"], "") for p in predictions]
             metrics.update(grouped_metrics(correct, golds, extracted, groups))
