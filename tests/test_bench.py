@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -49,9 +50,10 @@ def tiny_settings(tiny_models, out):
     )
 
 
-def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch):
+def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch, caplog):
     import titok.bench
 
+    caplog.set_level(logging.INFO, logger="titok.bench")
     real_training = titok.bench.train_on_examples
 
     def expert_or_train(model_spec, examples, config, seed, folder, dtype="auto"):
@@ -75,6 +77,12 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch):
         ("kd", 1),
     ]
     assert all(c["status"] == "done" and c["n"] == 3 for c in cells), cells
+    # a background bench says what it is doing and what each cell scored
+    logged = [r.getMessage() for r in caplog.records if r.name == "titok.bench"]
+    assert "bbh:boolean_expressions / kd-r1: running" in logged
+    assert any(
+        line.startswith("bbh:boolean_expressions / kd-r1: balanced_accuracy = ") for line in logged
+    )
     # the headline metric, and what paired statistics need, are in every cell
     assert all(c["metric"] == "balanced_accuracy" and len(c["outcomes"]) == 3 for c in cells)
     assert len({tuple(c["golds"]) for c in cells}) == 1

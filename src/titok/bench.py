@@ -287,6 +287,8 @@ class Bench:
             cell = json.loads(path.read_text())
             if cell.get("key") == key and cell.get("status") == "done":
                 return cell
+        label = f"{task} / {repeat_name(column, repeat)}"
+        log.info("%s: running", label)
         started = time.perf_counter()
         try:
             cell = {**compute(), "status": "done"}
@@ -307,6 +309,15 @@ class Bench:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(cell, indent=2, default=str) + "\n")
         tmp.replace(path)
+        if cell["status"] == "done":  # a background bench's progress, readable in bench.log
+            log.info(
+                "%s: %s = %.3f ± %.3f (%.0f s)",
+                label,
+                cell["metric"],
+                cell["value"],
+                cell["stderr"],
+                cell["seconds"],
+            )
         return cell
 
     # -- one task ----------------------------------------------------------------------------
