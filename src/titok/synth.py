@@ -413,6 +413,13 @@ def synthesize(
         totals["queries_kept"] += len(queries)
         totals["empty_answers"] += len(queries) - len(answered)
         samples += valid_answers(answered, space, dropped)
+        log.info(
+            "synth round %d: %d of %d valid samples (dropped so far: %s)",
+            attempt + 1,
+            len(samples),
+            pool_size,
+            dropped.summary(),
+        )
     if not samples:
         raise GenerationError(
             f"none of the {totals['queries_drawn']} queries drawn in {config.max_rounds} rounds "
