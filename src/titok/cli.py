@@ -53,7 +53,16 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
         root.addHandler(file_handler)
-    for noisy in ("transformers", "peft", "accelerate", "httpx", "urllib3", "lm_eval", "datasets"):
+    for noisy in (
+        "transformers",
+        "peft",
+        "accelerate",
+        "httpx",
+        "urllib3",
+        "lm_eval",
+        "datasets",
+        "absl",
+    ):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     # Library deprecation notices and weight-loading bars say nothing a titok user can act on;
     # progress bars only help on a terminal (a log file gets the stage lines instead).
