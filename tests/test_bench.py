@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from pathlib import Path
 
 import pytest
 
@@ -340,3 +341,19 @@ def test_the_difference_table_turns_when_methods_outnumber_tasks_with_the_same_n
     kd_upright = upright[2].split("|")[2].strip()
     assert turned[2] == f"| kd − titok | {kd_upright} | 1 / 0 / 0 |" and kd_upright.endswith("*")
     assert turned[3].startswith("| kd-mined − titok | -0.500") and turned[3].endswith("0 / 0 / 1 |")
+
+
+def test_the_cli_bench_defaults_are_the_direction_and_suite_the_screen_chose():
+    import inspect
+
+    from titok.bench import DEFAULT_SOURCE, DEFAULT_TARGET, DEFAULT_TASKS
+    from titok.cli import bench
+
+    defaults = inspect.signature(bench).parameters
+    assert defaults["source"].default == DEFAULT_SOURCE == BenchSettings(Path()).source
+    assert defaults["target"].default == DEFAULT_TARGET == BenchSettings(Path()).target
+    assert BenchSettings(Path()).tasks == list(DEFAULT_TASKS)
+    # every default task was kept by the committed screen of that direction
+    screen = Path(__file__).parent.parent / "results" / f"screen-{DEFAULT_SOURCE}" / "results.md"
+    kept = next(line for line in screen.read_text().splitlines() if line.startswith("Knowledge"))
+    assert all(task in kept for task in DEFAULT_TASKS), kept

@@ -302,8 +302,10 @@ def bench(
             "facts:0 (or --tasks): which tasks have knowledge to move."
         ),
     ] = False,
-    source: Annotated[str, typer.Option(help="Source base model.")] = "smollm2-135m",
-    target: Annotated[str, typer.Option(help="Target base model.")] = "gemma3-270m",
+    source: Annotated[
+        str, typer.Option(help="Source base model (default: the direction the screen chose).")
+    ] = "gemma3-270m",
+    target: Annotated[str, typer.Option(help="Target base model.")] = "smollm2-135m",
     dtype: DtypeOption = "auto",
 ) -> None:
     """The comparison table: source base/expert, target vanilla/ceiling, each method.
