@@ -95,7 +95,7 @@ def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ..
 
 def make_pool(screen: Path, task_name: str, pools: Path) -> Path:
     """A data-free titok pool of `task_name` (synth → score → select), made once."""
-    from titok.bench import Bench, BenchSettings, Variant, task_folder
+    from titok.bench import LEGACY_SYNTH, Bench, BenchSettings, Variant, task_folder
     from titok.data import pick_seeds, write_jsonl
     from titok.methods import new_run
 
@@ -106,7 +106,8 @@ def make_pool(screen: Path, task_name: str, pools: Path) -> Path:
     expert = task_folder(screen, task_name) / "source_expert"
     if not (expert / "adapter_config.json").is_file():
         raise SystemExit(f"{expert} not found: run `titok bench --screen --out {screen}` first")
-    bench = Bench(BenchSettings(out=pools))
+    # the pools replayed were written with the bench's query writing of that time
+    bench = Bench(BenchSettings(out=pools, synth=LEGACY_SYNTH))
     train, _ = resolve_task(task_name).split(bench.settings.test_frac, bench.settings.seed)
     folder.mkdir(parents=True, exist_ok=True)
     seeds = folder / "seeds.jsonl"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from titok.bench import BenchSettings
+from titok.bench import LEGACY_SYNTH, BenchSettings
 from titok.config import SynthConfig
 from titok.data import pick_seeds
 from titok.errors import GenerationError
@@ -67,7 +67,8 @@ def measure(
     for name, changes in SETTINGS.items():
         if name in skip:
             continue
-        config = SynthConfig(**{**defaults.synth.model_dump(), **changes})
+        # the settings compared are changes to the bench's query writing when this was measured
+        config = SynthConfig(**{**LEGACY_SYNTH.model_dump(), **changes})
         started = time.perf_counter()
         try:
             result = synthesize(expert, seeds, config, 2 * m, defaults.seed)

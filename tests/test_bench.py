@@ -186,7 +186,7 @@ def test_paired_comparisons_mark_wins_and_ties():
 def test_bench_refuses_bad_settings(bad, tmp_path):
     done = run_titok("bench", "--out", str(tmp_path / "b"), *bad)
     assert done.returncode == 2 and "error:" in done.stderr
-    assert not (tmp_path / "b" / "cells").exists()
+    assert not (tmp_path / "b").exists()
 
 
 def test_ablations_are_columns_and_the_k_sweep_is_drawn(tmp_path):
@@ -357,3 +357,39 @@ def test_the_cli_bench_defaults_are_the_direction_and_suite_the_screen_chose():
     screen = Path(__file__).parent.parent / "results" / f"screen-{DEFAULT_SOURCE}" / "results.md"
     kept = next(line for line in screen.read_text().splitlines() if line.startswith("Knowledge"))
     assert all(task in kept for task in DEFAULT_TASKS), kept
+
+
+def test_the_committed_facts_cells_keep_their_keys_with_their_synth_file():
+    """results/facts/synth.yaml is the query writing its cells were made with: its commands,
+    rerun with `--synth results/facts/synth.yaml`, reuse every committed cell."""
+    from titok.bench import ALL_METHODS, LEGACY_SYNTH
+    from titok.config import SynthConfig, build_config
+
+    root = Path(__file__).parent.parent / "results" / "facts"
+    cells = load_cells(root)
+    assert len(cells) > 50
+    for cell in cells:
+        recorded = cell["settings"]
+        settings = BenchSettings(
+            out=Path("unused"),
+            tasks=[cell["task"]],
+            methods=list(ALL_METHODS),
+            ablations=True,
+            external_queries=True,
+            source=recorded["source"],
+            target=recorded["target"],
+        )
+        base = settings.synth.model_dump()
+        settings.synth = build_config(SynthConfig, root / "synth.yaml", {}, base=base)
+        assert settings.synth == LEGACY_SYNTH
+        key = Bench(settings).cell_key(cell["task"], cell["column"], cell["repeat"])
+        assert key == cell["key"], (cell["task"], cell["column"], cell["repeat"])
+
+
+def test_a_bad_synth_file_is_refused_before_any_work(tmp_path):
+    bad = tmp_path / "synth.yaml"
+    bad.write_text("query_prompt: contineu\n")
+    result = run_titok("bench", "--out", str(tmp_path / "b"), "--synth", str(bad))
+    assert result.returncode == 2
+    assert "synth.yaml" in result.stderr and "query_prompt" in result.stderr, result.stderr
+    assert not (tmp_path / "b").exists()

@@ -3,6 +3,7 @@ and `query_prompt: auto`."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -15,7 +16,14 @@ from titok.config import SynthConfig
 from titok.data import Example
 from titok.errors import GenerationError
 from titok.prompts import prompt_format
-from titok.synth import Writer, choose_query_prompt, generate_queries, query_prompt_ids
+from titok.synth import (
+    QUERY_TOKENS_FLOOR,
+    Writer,
+    choose_query_prompt,
+    generate_queries,
+    query_prompt_ids,
+    query_token_limit,
+)
 
 EXAMPLES = [Example(row["query"], row["answer"]) for row in SEEDS]
 SMALL = {"max_query_tokens": 8, "batch_size": 4, "query_prompt": "continue"}
@@ -84,3 +92,19 @@ def test_tuneshift_writes_its_rounds_as_titok_writes_its_pool(tiny_models, tmp_p
     checked = make_run(tiny_models, tmp_path / "checked", **settings, synth__validity=True)
     with pytest.raises(GenerationError, match=r"no valid sample .*dropped by rule: .*ending"):
         checked.run_stage(checked.stage("synth"))
+
+
+def test_the_query_length_limit_makes_room_for_the_longest_seed(expert):
+    tokenizer = expert.tokenizer
+    assert query_token_limit(tokenizer, EXAMPLES, SynthConfig()) == QUERY_TOKENS_FLOOR
+    long_seed = Example("This SVG path element " + "L 41.85,34.71 " * 40 + "draws a", "(E)")
+    length = len(tokenizer(long_seed.query)["input_ids"])
+    assert length > QUERY_TOKENS_FLOOR
+    limit = query_token_limit(tokenizer, [*EXAMPLES, long_seed], SynthConfig())
+    assert limit == math.ceil(1.5 * length)
+    # a set limit is kept as set
+    assert query_token_limit(tokenizer, [long_seed], SynthConfig(max_query_tokens=8)) == 8
+    _, figures = generate_queries(
+        expert.model, tokenizer, expert.fmt, EXAMPLES, SynthConfig(**SMALL), 2, seed=3
+    )
+    assert figures["max_query_tokens"] == 8

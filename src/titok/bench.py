@@ -57,6 +57,22 @@ DEFAULT_TARGET = "smollm2-135m"
 DEFAULT_TASKS = ("bbh:geometric_shapes", "facts:0")
 
 
+# titok's own query writing (the `auto` prompt, the validity rules, room for the longest seed)
+# with two settings for speed: exact-duplicate filtering (BBH's rigid formats, where ROUGE-L
+# finds every pair of questions alike) and answers of at most 64 tokens.
+BENCH_SYNTH = SynthConfig(diversity_filter="dedup", max_answer_tokens=64)
+# The bench's query writing until 2026-11-26 (continue prompts, no validity rules, queries of
+# at most 128 tokens): what results/facts, results/novelty-replay and results/synth-quality were
+# made with. results/facts/synth.yaml holds it for `titok bench --synth`.
+LEGACY_SYNTH = SynthConfig(
+    query_prompt="continue",
+    validity=False,
+    diversity_filter="dedup",
+    max_answer_tokens=64,
+    max_query_tokens=128,
+)
+
+
 # The screen (`titok bench --screen`): every shared BBH task, one MMLU subject from each of the
 # four groups (STEM, humanities, social sciences, other) and the knowledge task.
 SCREEN_MMLU = (
@@ -153,16 +169,9 @@ class BenchSettings:
     dtype: DtypeSetting = "auto"
     # Only the source base and expert: which tasks have knowledge to move (bench_report.screen)
     screen: bool = False
-    # The bench's query writing is fixed, as it was when its committed cells were made (titok's
-    # defaults since: `auto` and the validity rules, the `titok:auto-prompt`/`titok:valid` columns).
-    synth: SynthConfig = field(
-        default_factory=lambda: SynthConfig(
-            query_prompt="continue",
-            validity=False,
-            diversity_filter="dedup",
-            max_answer_tokens=64,
-        )
-    )
+    # titok's query writing with the bench's two speed settings (BENCH_SYNTH); `--synth FILE`
+    # changes it (results/facts/synth.yaml: the writing its committed cells were made with)
+    synth: SynthConfig = field(default_factory=lambda: BENCH_SYNTH.model_copy())
     # Real-data LoRAs (source expert, ceiling): attention only, one epoch, as in the demo.
     real_train: TrainConfig = field(
         default_factory=lambda: TrainConfig(

@@ -306,6 +306,13 @@ def bench(
         str, typer.Option(help="Source base model (default: the direction the screen chose).")
     ] = "gemma3-270m",
     target: Annotated[str, typer.Option(help="Target base model.")] = "smollm2-135m",
+    synth: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML file of synth settings over the bench's (titok's query writing with "
+            "exact-duplicate filtering and 64-token answers), e.g. results/facts/synth.yaml."
+        ),
+    ] = None,
     dtype: DtypeOption = "auto",
 ) -> None:
     """The comparison table: source base/expert, target vanilla/ceiling, each method.
@@ -351,6 +358,12 @@ def bench(
     method_names = [n.strip() for n in methods.split(",")] if methods else list(ALL_METHODS)
     for name in method_names:
         get_method(name)  # fail fast on a typo, before hours of work
+    synth_settings = None
+    if synth is not None:  # a bad file fails here, before anything is written
+        from titok.bench import BENCH_SYNTH
+        from titok.config import SynthConfig, build_config
+
+        synth_settings = build_config(SynthConfig, synth, {}, base=BENCH_SYNTH.model_dump())
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "bench.log")
     settings = BenchSettings(
         out=out,
@@ -371,6 +384,8 @@ def bench(
         source=source,
         target=target,
     )
+    if synth_settings is not None:
+        settings.synth = synth_settings
     bench_run = Bench(settings)
     bench_run.variants()  # an unknown --columns name fails here, before any work
     bench_run.run()

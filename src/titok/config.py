@@ -81,7 +81,13 @@ class SynthConfig(_Settings):
     few_shot: int = Field(5, ge=1, description="Seeds shown (shuffled) in each query request.")
     temperature: float = Field(1.0, gt=0.0, description="Sampling temperature for queries.")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling mass for queries.")
-    max_query_tokens: int = Field(128, ge=1, description="Longest generated query, in tokens.")
+    max_query_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Longest generated query, in tokens; default: room for the longest seed "
+        "query (1.5 × its length in the writer's tokens, at least 128), so that a task with long "
+        "questions (an SVG path and eleven options) is not written cut short.",
+    )
     max_answer_tokens: int = Field(256, ge=1, description="Longest generated answer, in tokens.")
     diversity_filter: Literal["rouge", "dedup"] = Field(
         "rouge",
@@ -398,10 +404,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(
-    model: type[_Settings], yaml_path: str | Path | None, flags: dict[str, Any]
+    model: type[_Settings],
+    yaml_path: str | Path | None,
+    flags: dict[str, Any],
+    base: dict[str, Any] | None = None,
 ) -> Any:
-    """Defaults, then the YAML file, then the flags that were given."""
-    data = read_yaml(yaml_path) if yaml_path else {}
+    """Defaults, then `base` (a caller's own defaults), then the YAML file, then the flags."""
+    data = merge(base or {}, read_yaml(yaml_path) if yaml_path else {})
     origin = str(yaml_path) if yaml_path else "settings"
     try:
         return model.model_validate(merge(data, flags))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -163,6 +164,20 @@ def query_rules(writer: Writer, seeds: Sequence[Example], config: SynthConfig) -
     return QueryRules(seeds, prompt_echoes(writer.tokenizer, writer.fmt, config))
 
 
+QUERY_TOKENS_FLOOR = 128  # the fixed limit before it followed the seeds
+QUERY_TOKENS_ROOM = 1.5
+
+
+def query_token_limit(
+    tokenizer: PreTrainedTokenizerBase, seeds: Sequence[Example], config: SynthConfig
+) -> int:
+    """`synth.max_query_tokens`, or room for the longest seed query in this tokenizer's tokens."""
+    if config.max_query_tokens is not None:
+        return config.max_query_tokens
+    longest = max((len(tokenizer(e.query)["input_ids"]) for e in seeds), default=0)
+    return max(QUERY_TOKENS_FLOOR, math.ceil(QUERY_TOKENS_ROOM * longest))
+
+
 def draw_queries(
     writer: Writer,
     config: SynthConfig,
@@ -187,7 +202,7 @@ def draw_queries(
             list(requests),
             pad_id=writer.tokenizer.pad_token_id,
             stop_ids=writer.fmt.end_ids,
-            max_new_tokens=config.max_query_tokens,
+            max_new_tokens=query_token_limit(writer.tokenizer, seeds, config),
             batch_size=config.batch_size,
             seed=seed,
             sample=True,
@@ -268,7 +283,12 @@ def generate_queries(
         )
     if len(queries) < pool_size:
         log.warning("only %d of %d queries after %d draws", len(queries), pool_size, drawn)
-    return queries, {"queries_drawn": drawn, "queries_kept": len(queries)}
+    limit = query_token_limit(tokenizer, seeds, config)
+    return queries, {
+        "queries_drawn": drawn,
+        "queries_kept": len(queries),
+        "max_query_tokens": limit,
+    }
 
 
 def seed_similarity(queries: Sequence[str], seeds: Sequence[Example]) -> float:
@@ -441,6 +461,7 @@ def synthesize(
             "samples": len(samples),
             "answer_space": space.describe(),
             "query_rules": rules.describe(),
+            "max_query_tokens": query_token_limit(writer.tokenizer, seeds, config),
             **dropped.figures(),
             **probed,
         },
