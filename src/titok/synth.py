@@ -343,6 +343,11 @@ def resolve_query_prompt(
         return config, {}
     style, scores = choose_query_prompt(writer, seeds, config, seed)
     chosen = config.model_copy(update={"query_prompt": style})
+    log.info(
+        "query_prompt auto: %s (%s)",
+        style,
+        ", ".join(f"{name} {figures['score']:.3f}" for name, figures in scores.items()),
+    )
     return chosen, {"query_prompt": style, "query_prompt_probe": scores}
 
 
