@@ -29,7 +29,7 @@ from transformers import (
 from titok import hub
 from titok.distributed import device
 from titok.errors import AdapterError, ModelError, did_you_mean
-from titok.precision import DtypeSetting, resolve_dtype
+from titok.precision import DtypeSetting, contiguous_head_input, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,7 @@ def load_model(
         raise ModelError(f"cannot load '{spec}' as a causal language model: {error}") from error
     if not load_in_4bit:
         model.to(device())
+    contiguous_head_input(model)
     model.eval()
     return model
 
