@@ -114,3 +114,25 @@ def test_float32_logits_computes_the_output_layer_in_fp32_and_restores_it(tiny_m
     assert off_grid > 0.9
     torch.testing.assert_close(precise, rounded.float(), rtol=0.02, atol=0.01)  # same logits
     assert model.get_output_embeddings() is head  # restored
+
+
+def test_a_bf16_output_layer_on_cpu_gets_a_contiguous_input_and_the_same_numbers(tiny_models):
+    from titok.models import load_model
+
+    model = load_model(str(tiny_models["target"]), dtype="bfloat16")
+    head = model.get_output_embeddings()
+    seen = []
+    head.register_forward_hook(lambda module, args, output: seen.append(args[0].is_contiguous()))
+    hidden = torch.randn(3, 7, head.in_features, dtype=torch.bfloat16)
+    strided = hidden[:, -1:]  # what logits_to_keep=1 passes
+    assert not strided.is_contiguous()
+    with torch.inference_mode():
+        via_hook = head(strided)
+        plain = torch.nn.functional.linear(strided.contiguous(), head.weight)
+        ids = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
+        model(input_ids=ids, logits_to_keep=1)
+    assert seen == [True, True]
+    assert torch.equal(via_hook, plain)
+    # fp32 is left as it was (bit-identical to runs before this)
+    fp32 = load_model(str(tiny_models["target"]), dtype="float32")
+    assert not fp32.get_output_embeddings()._forward_pre_hooks
