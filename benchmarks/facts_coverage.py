@@ -70,12 +70,15 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or args.bench
     rows = []
+    missing = []  # cells whose run folder is gone: their kept samples cannot be read
     for path in sorted((args.bench / "cells").glob("facts_*.json")):
         cell = json.loads(path.read_text())
         if cell.get("status") == "done" and cell["column"] not in BASE_COLUMNS:
             row = cell_coverage(args.bench, cell)
             if row is not None:
                 rows.append(row)
+            else:
+                missing.append(f"{cell['task']} / {repeat_name(cell['column'], cell['repeat'])}")
     by_column: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         by_column[(row["task"], row["column"])].append(row)
@@ -107,6 +110,8 @@ def main() -> None:
             + " |"
         )
     table = "\n".join(lines)
+    if missing:
+        table += "\n\nNot counted (no run folder beside the cell): " + ", ".join(missing) + "."
     out.mkdir(parents=True, exist_ok=True)
     (out / "facts_coverage.json").write_text(json.dumps(rows, indent=1) + "\n")
     (out / "facts_coverage.md").write_text(
