@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.common import run_titok
-from titok.bench import Bench, BenchSettings, screen_tasks, write_report
+from titok.bench import LEGACY_SYNTH, Bench, BenchSettings, screen_tasks, write_report
 from titok.bench_report import (
     column_table,
     comparison_table,
@@ -23,7 +23,7 @@ from titok.bench_report import (
     transfer_efficiency,
     with_columns,
 )
-from titok.config import PAPER_SELECTION, SynthConfig, TrainConfig
+from titok.config import PAPER_SELECTION, TrainConfig
 from titok.errors import ConfigError
 
 
@@ -38,13 +38,9 @@ def tiny_settings(tiny_models, out):
         repeats=2,
         m=2,
         max_new_tokens=4,
-        synth=SynthConfig(
-            query_prompt="continue",
-            validity=False,
-            diversity_filter="dedup",
-            max_query_tokens=8,
-            max_answer_tokens=4,
-            batch_size=8,
+        # the bench's earlier writing (continue, no rules): random tiny models write no valid query
+        synth=LEGACY_SYNTH.model_copy(
+            update={"max_query_tokens": 8, "max_answer_tokens": 4, "batch_size": 8}
         ),
         real_train=TrainConfig(epochs=0.1, batch_size=8),
         transplant_train=TrainConfig(epochs=1, batch_size=2),
@@ -362,7 +358,7 @@ def test_the_cli_bench_defaults_are_the_direction_and_suite_the_screen_chose():
 def test_the_committed_facts_cells_keep_their_keys_with_their_synth_file():
     """results/facts/synth.yaml is the query writing its cells were made with: its commands,
     rerun with `--synth results/facts/synth.yaml`, reuse every committed cell."""
-    from titok.bench import ALL_METHODS, LEGACY_SYNTH
+    from titok.bench import ALL_METHODS
     from titok.config import SynthConfig, build_config
 
     root = Path(__file__).parent.parent / "results" / "facts"

@@ -103,6 +103,9 @@ class _Float32Head(torch.nn.Module):
         return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)
 
 
+REDUCED = (torch.bfloat16, torch.float16)  # the dtypes whose strided CPU matmul is slow
+
+
 def contiguous_head_input(model: Any) -> None:
     """Give a bf16 (or fp16) output layer on CPU a contiguous input.
 
@@ -119,9 +122,6 @@ def contiguous_head_input(model: Any) -> None:
     if weight is None or weight.dtype not in REDUCED or weight.device.type != "cpu":
         return
     head.register_forward_pre_hook(_contiguous_input)
-
-
-REDUCED = (torch.bfloat16, torch.float16)
 
 
 def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple | None:
