@@ -6,18 +6,22 @@
 First the roofline: the matmul GFLOPS this machine reaches in fp32 and bf16 (measured in this
 run, on all cores: 2048³, a scoring-shaped and a decoding-shaped product). Then, per model, stage
 and dtype: tokens/s of generation (sampling, batch 16, 32 new tokens), scoring (the
-contrastive-excess pass: 16 answers of 256 tokens, batch 8) and LoRA training (batch 4 × 128
-tokens), the useful GFLOPS and their share of the roofline (the 2048³ matmul of that dtype),
-and the peak resident memory of one process; the bf16 speed-up over fp32 closes each row pair.
-Then the peak memory of scoring long answers (512 tokens, batch 8) with and without chunking.
+contrastive-excess pass: 16 answers of 256 tokens, batch 8), LoRA training (batch 4 × 128
+tokens, 96 of them answer) and short-answer training (8 answer tokens a row, as a multiple-choice
+letter or a fact's value), the useful GFLOPS and their share of the roofline (the 2048³ matmul
+of that dtype), and the peak resident memory of one process; the bf16 speed-up over fp32 closes
+each row pair. Then the peak memory of scoring long answers (512 tokens, batch 8) with and
+without chunking.
 
 Useful FLOPs are counted as 2 × parameters per token for a forward pass (generation counts its
 new tokens, scoring its answer tokens) and 4 × parameters per trained token (forward, and the
 backward pass through the frozen weights to the LoRA; the LoRA's own weight gradients are
-negligible). Parameters are every weight of the model, a tied embedding counted once, as the
-output layer it is. Prompt tokens (prefill) are work not counted, so the fractions are a floor.
-Every measurement runs in its own process (`--measure`, under torchrun for 2 processes), so
-peaks do not leak from one to the next. Throughput at 2 processes counts both processes' tokens.
+negligible), the output layer's only at answer tokens (training computes logits where the loss
+is: `titok.train.LossLogits`). Parameters are every weight of the model, a tied embedding
+counted once, as the output layer it is. Prompt tokens (prefill) are work not counted in
+generation and scoring, so their fractions are a floor. Every measurement runs in its own
+process (`--measure`, under torchrun for 2 processes), so peaks do not leak from one to the
+next. Throughput at 2 processes counts both processes' tokens.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ import torch
 
 GENERATION = {"prompts": 16, "new_tokens": 32, "batch": 16}
 SCORING = {"answers": 16, "answer_tokens": 256, "batch": 8}
-TRAINING = {"steps": 4, "batch": 4, "tokens": 128}
+TRAINING = {"steps": 4, "batch": 4, "tokens": 128, "answer_tokens": 96}
+# A multiple-choice letter or a fact's value: most of each row is prompt, which needs no logits.
+SHORT_ANSWER_TRAINING = {**TRAINING, "answer_tokens": 8}
 LONG_SCORING = {"answers": 8, "answer_tokens": 512, "batch": 8}
 
 
@@ -56,6 +62,7 @@ MATMULS = {  # name: (m, k, n)
     "512 × 640 × 2048 (scoring/training shaped)": (512, 640, 2048),
     "16 × 640 × 32768 (decoding shaped)": (16, 640, 32768),
 }
+TRAINING_KINDS = {"training": TRAINING, "short-answer training": SHORT_ANSWER_TRAINING}
 FLOPS_PER_TOKEN = {"generation": 2, "scoring": 2, "long-scoring": 2, "training": 4}
 
 
@@ -86,6 +93,7 @@ def measure(kind: str, model_name: str, chunk: int, dtype: str = "float32") -> d
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, dtype=dtype)
     parameters = sum(p.numel() for p in model.parameters())  # a tied embedding counts once
+    head = model.get_output_embeddings().weight.numel()
     pad = tokenizer.pad_token_id
     distributed.wait_for_everyone()
     started = time.perf_counter()
@@ -109,15 +117,21 @@ def measure(kind: str, model_name: str, chunk: int, dtype: str = "float32") -> d
         answer_logprobs(model, pairs, pad_id=pad, batch_size=s["batch"], chunk_tokens=chunk)
         tokens = sum(len(a) for a in answers) / distributed.world_size()
     else:
-        t = TRAINING
+        t = TRAINING_KINDS[kind]
         rows = prompt_ids(tokenizer, t["batch"] * t["steps"], t["tokens"])
-        data = [TrainExample(r[:32], r[32:], [1.0] * len(r[32:])) for r in rows]
+        cut = t["tokens"] - t["answer_tokens"]
+        data = [TrainExample(r[:cut], r[cut:], [1.0] * len(r[cut:])) for r in rows]
         config = TrainConfig(epochs=1, batch_size=t["batch"], checkpoint_every=0)
         train_lora(model, data, config, pad_id=pad, seed=0)
         tokens = t["batch"] * t["tokens"] * t["steps"] / distributed.world_size()
+        # the output layer runs where the loss is: at the answer's positions
+        loss_tokens = tokens * t["answer_tokens"] / t["tokens"]
+        flops = 4 * ((parameters - head) * tokens + head * loss_tokens)
+    if kind not in TRAINING_KINDS:
+        flops = FLOPS_PER_TOKEN[kind] * parameters * tokens
     distributed.wait_for_everyone()
     seconds = time.perf_counter() - started
-    return {"tokens": tokens, "seconds": seconds, "peak_mb": peak_mb(), "parameters": parameters}
+    return {"tokens": tokens, "seconds": seconds, "peak_mb": peak_mb(), "flops": flops}
 
 
 def launch(kind: str, model: str, processes: int, chunk: int = 128, dtype: str = "float32") -> dict:
@@ -146,7 +160,7 @@ def launch(kind: str, model: str, processes: int, chunk: int = 128, dtype: str =
         "tokens": sum(r["tokens"] for r in rows),
         "seconds": max(r["seconds"] for r in rows),
         "peak_mb": max(r["peak_mb"] for r in rows),
-        "parameters": rows[0]["parameters"],
+        "flops": sum(r["flops"] for r in rows),
     }
 
 
@@ -181,13 +195,13 @@ def main() -> None:
     )
     print("|---|---|---:|---|---:|---:|---:|---:|---:|")
     for model in args.model.split(","):
-        for kind in ("generation", "scoring", "training"):
+        for kind in ("generation", "scoring", *TRAINING_KINDS):
             for processes in counts:
                 first_rate = None
                 for dtype in dtypes:
                     r = launch(kind, model, processes, dtype=dtype)
                     rate = r["tokens"] / r["seconds"]
-                    useful = FLOPS_PER_TOKEN[kind] * r["parameters"] * rate / 1e9
+                    useful = r["flops"] / r["seconds"] / 1e9
                     first_rate = first_rate or rate
                     share = useful / roofline[dtype]  # the whole machine's, at any process count
                     print(

@@ -194,3 +194,65 @@ def test_titok_kd_loss_is_titok_loss_at_kl_weight_0():
     plain = distill_loss(logits, {k: batch[k] for k in ("input_ids", "weights")}, 0.0)
     assert torch.equal(distill_loss(logits, batch, 0.0), plain)
     assert not torch.equal(distill_loss(logits, batch, 0.5), plain)
+
+
+def test_the_loss_from_the_loss_positions_equals_the_loss_from_every_position():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 7, 13)
+    ids = torch.randint(0, 13, (2, 7))
+    weights = torch.tensor([[0, 0, 1, 1, 0, 1, 0], [0, 1, 1, 1, 1, 1, 1]], dtype=torch.float32)
+    teacher_ids = torch.randint(0, 13, (2, 7, 3))
+    teacher_ids[0, :3] = NO_TEACHER  # the prompt: no teacher
+    teacher_ids[0, 2, 1] = NO_TEACHER  # an empty slot
+    # row 0, position 4: a teacher but no weight, still a loss position at KL weight > 0
+    batch = {
+        "input_ids": ids,
+        "weights": weights,
+        "teacher_ids": teacher_ids,
+        "teacher_logprobs": torch.log_softmax(torch.randn(2, 7, 3), -1),
+    }
+    every = torch.log_softmax(logits[:, :-1].float(), -1)  # the formula before loss positions
+    nll = weighted_nll(logits, ids, weights)
+    kl = top_k_kl(every, teacher_ids[:, 1:], batch["teacher_logprobs"][:, 1:])
+    for kl_weight in (0.0, 0.5):
+        expected = nll if kl_weight == 0 else (1 - kl_weight) * nll + kl_weight * kl
+        assert torch.equal(distill_loss(logits, batch, kl_weight), expected)
+
+
+@pytest.mark.parametrize("model_name", ["source", "target"])  # Llama and Gemma-3 modeling code
+def test_training_with_logits_at_the_loss_positions_learns_the_same_lora(
+    tiny_models, monkeypatch, model_name
+):
+    from titok import train
+    from titok.train import LossLogits, TrainExample, train_lora
+
+    def trained() -> dict[str, torch.Tensor]:
+        model = AutoModelForCausalLM.from_pretrained(tiny_models[model_name])
+        data = [
+            TrainExample([1 + i, 5, 6, 7, 8][: 3 + i % 3], [9, 10 + i, 2], [1.0, float(i % 2), 1.0])
+            for i in range(12)
+        ]
+        config = TrainConfig(r=4, alpha=8, lr=1e-2, epochs=2, batch_size=4, checkpoint_every=0)
+        lora, _ = train_lora(model, data, config, pad_id=0, seed=3)
+        return {k: v.clone() for k, v in lora.state_dict().items() if "lora_" in k}
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models[model_name])
+    assert LossLogits(model).masks  # this transformers' modeling code takes a position mask
+    full_init = LossLogits.__init__
+
+    def every_position(self, model) -> None:
+        full_init(self, model)
+        self.masks = False
+
+    # Bit for bit on one thread; on several, a matmul may split its sums by its number of rows
+    # and the weights then differ by float rounding (about 1e-6 here).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        masked = trained()
+        monkeypatch.setattr(train.LossLogits, "__init__", every_position)
+        full = trained()
+    finally:
+        torch.set_num_threads(threads)
+    assert masked.keys() == full.keys() and masked
+    assert all(torch.equal(masked[k], full[k]) for k in masked)

@@ -6,10 +6,12 @@ The same loop trains the KD baselines (cross-entropy plus KL to the teacher's to
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -133,16 +135,81 @@ def top_k_kl(
     return per_slot.sum(-1)[has_teacher].mean()
 
 
+def loss_positions(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, T − 1] bool: the positions whose next token carries loss (a weight or a teacher)."""
+    needed = batch["weights"][:, 1:] > 0
+    if "teacher_ids" in batch:
+        needed = needed | (batch["teacher_ids"][:, 1:] != NO_TEACHER).any(-1)
+    return needed
+
+
 def distill_loss(
     logits: torch.Tensor, batch: dict[str, torch.Tensor], kl_weight: float
 ) -> torch.Tensor:
-    """(1 − kl_weight)·weighted NLL + kl_weight·KL to the teacher; plain NLL without a teacher."""
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    nll = _nll(logprobs, batch["input_ids"], batch["weights"])
+    """(1 − kl_weight)·weighted NLL + kl_weight·KL to the teacher; plain NLL without a teacher.
+
+    `logits` are the model's at every position ([B, T, V]).
+    """
+    positions = loss_positions(batch)
+    return distill_loss_at(logits[:, :-1][positions], positions, batch, kl_weight)
+
+
+def distill_loss_at(
+    logits: torch.Tensor,
+    positions: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    kl_weight: float,
+) -> torch.Tensor:
+    """`distill_loss` from the logits at `positions` only ([N, V], row-major order).
+
+    The per-token terms are laid back out over [B, T − 1] before they are summed, so the loss
+    is the one `distill_loss` computes from every position, to the bit.
+    """
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    labels = batch["input_ids"][:, 1:][positions]
+    token_logprobs = logprobs.new_zeros(positions.shape)
+    token_logprobs[positions] = logprobs.gather(-1, labels[:, None])[:, 0]
+    weights = batch["weights"][:, 1:]
+    nll = -(token_logprobs * weights).sum() / weights.sum().clamp(min=1e-8)
     if "teacher_ids" not in batch or kl_weight == 0:
         return nll
-    kl = top_k_kl(logprobs, batch["teacher_ids"][:, 1:], batch["teacher_logprobs"][:, 1:])
+    teacher_ids = batch["teacher_ids"][:, 1:][positions]
+    kl = top_k_kl(logprobs, teacher_ids, batch["teacher_logprobs"][:, 1:][positions])
     return (1 - kl_weight) * nll + kl_weight * kl
+
+
+class LossLogits:
+    """A causal LM's logits at the loss positions only, for training.
+
+    The loss reads a few answer positions of each row, but a forward computes full-vocabulary
+    logits at every position: for Gemma-3 (a 262k × 640 output layer, most of its 268M
+    parameters) that is most of a training step's work and memory. transformers' models take a
+    boolean mask as `logits_to_keep` and run their output layer (and whatever follows it, such
+    as soft-capping) on the masked positions only. Measured on both bundled models in fp32 and
+    bf16: the same losses and LoRA weights as from every position's logits, bit for bit. A model
+    whose forward cannot take the mask (older modeling code) gets every position's logits.
+    """
+
+    def __init__(self, model: PreTrainedModel | PeftModel) -> None:
+        base = model.get_base_model() if isinstance(model, PeftModel) else model
+        # The forward slices through transformers' helper, which reads a boolean mask.
+        modeling = sys.modules.get(type(base).__module__)
+        self.masks = hasattr(modeling, "slice_logits_to_keep") and (
+            "logits_to_keep" in inspect.signature(base.forward).parameters
+        )
+
+    def loss(
+        self, running: torch.nn.Module, inputs: dict[str, torch.Tensor], kl_weight: float
+    ) -> torch.Tensor:
+        """`distill_loss` of `running` (the model, or its data-parallel wrapper) on a batch."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        if not self.masks:
+            logits = running(input_ids=ids, attention_mask=mask).logits
+            return distill_loss(logits, inputs, kl_weight)
+        positions = loss_positions(inputs)
+        keep = torch.cat([positions, positions.new_zeros((len(positions), 1))], dim=1)
+        logits = running(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+        return distill_loss_at(logits, positions, inputs, kl_weight)
 
 
 def lora_config(config: TrainConfig) -> LoraConfig:
@@ -322,13 +389,12 @@ def train_lora(
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, lora_config(config))
 
+    loss_logits = LossLogits(peft_model)
+
     def batch_loss(running: torch.nn.Module, batch: list[TrainExample]) -> torch.Tensor:
         device = next(running.parameters()).device
         inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
-        logits = running(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
-        ).logits
-        return distill_loss(logits, inputs, kl_weight)
+        return loss_logits.loss(running, inputs, kl_weight)
 
     figures = fit(
         peft_model, data, batch_loss, config, seed=seed, desc=desc, checkpoints=checkpoints
