@@ -178,6 +178,22 @@ def test_paired_comparisons_mark_wins_and_ties():
     assert rows["wins / ties / losses"].endswith("1 / 1 / 0")
 
 
+def test_another_column_can_be_the_reference_of_the_comparisons():
+    good, bad = [1] * 36 + [0] * 4, [1, 0] * 20
+    cells = [
+        fake_cell("a", "target vanilla", bad),
+        fake_cell("a", "titok", bad),
+        fake_cell("a", "titok:epochs=12", good),
+        fake_cell("a", "kd:epochs=12", bad),
+    ]
+    text = render_markdown(cells, reference="titok:epochs=12")
+    assert "Paired differences against titok:epochs=12:" in text
+    assert "| kd:epochs=12 − titok:epochs=12 | -0.400" in text
+    assert "| titok − titok:epochs=12 |" in text and "kd:epochs=12 − titok |" not in text
+    with pytest.raises(ConfigError, match="not a transplant column"):
+        render_markdown(cells, reference="target vanilla")
+
+
 @pytest.mark.parametrize("bad", [["--test-frac", "1.5"], ["--repeats", "0"]])
 def test_bench_refuses_bad_settings(bad, tmp_path):
     done = run_titok("bench", "--out", str(tmp_path / "b"), *bad)
@@ -211,22 +227,25 @@ def test_ablations_are_columns_and_the_k_sweep_is_drawn(tmp_path):
 def test_documented_tables_are_rendered_from_committed_cells():
     """Every table between `<!-- bench: DIR -->` and `<!-- /bench -->` in the README and docs/ is
     a table that `titok bench --render DIR` writes from the committed cells (`<!-- bench: DIR
-    columns=a,b -->`: `--render DIR --columns a,b`): no number drifts."""
+    columns=a,b reference=c -->`: `--render DIR --columns a,b --reference c`): no number
+    drifts."""
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
-    readme_blocks = re.findall(r"<!-- bench: (\S+)(?: columns=[^>]+?)? -->", pages[0].read_text())
+    readme_blocks = re.findall(r"<!-- bench: (\S+)(?: [^>]+?)? -->", pages[0].read_text())
     assert readme_blocks, "the README shows no committed bench results"
     for page in pages:
         text = page.read_text()
-        marked = r"<!-- bench: (\S+)(?: columns=([^>]+?))? -->\n(.*?)<!-- /bench -->"
-        for folder, columns, block in re.findall(marked, text, re.S):
+        marked = (
+            r"<!-- bench: (\S+)(?: columns=(\S+?))?(?: reference=(\S+?))? -->\n(.*?)<!-- /bench -->"
+        )
+        for folder, columns, reference, block in re.findall(marked, text, re.S):
             cells = load_cells(root / folder)
             if columns:
                 cells = with_columns(cells, columns.split(","))
-            rendered = render_markdown(cells)
+            rendered = render_markdown(cells, reference or None)
             tables = re.findall(r"((?:^\|.*\|\n)+)", block, re.M)
             assert tables, f"{page.name}: {folder}"
             for table in tables:

@@ -313,8 +313,12 @@ def seconds_table(cells: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(cells: list[dict]) -> str:
-    """`results.md`: every table, from the cells alone."""
+def render_markdown(cells: list[dict], reference: str | None = None) -> str:
+    """`results.md`: every table, from the cells alone.
+
+    Methods are compared with TiTok of their setting (`titok`, or `titok:queries` for the
+    external-query columns), or with `reference`, a column, when given.
+    """
     grouped = group(cells)
     columns = column_order(cells)
     methods = [c for c in columns if c not in BASE_COLUMNS]
@@ -337,16 +341,24 @@ def render_markdown(cells: list[dict]) -> str:
     # external-query columns (`<method>:queries`) against `titok:queries`.
     queried = [m for m in methods if m.endswith(QUERIES)]
     data_free = [m for m in methods if m not in queried]
-    for reference, group_methods, setting in (
-        (REFERENCE, data_free, ""),
-        (REFERENCE + QUERIES, queried, " with external queries"),
-    ):
-        if reference in group_methods and len(group_methods) > 1:
+    groups = [
+        (REFERENCE, data_free, "TiTok"),
+        (REFERENCE + QUERIES, queried, "TiTok with external queries"),
+    ]
+    if reference is not None:
+        if reference not in methods:
+            raise ConfigError(
+                f"--reference {reference!r} is not a transplant column of these cells"
+                f"{did_you_mean(reference, methods)}; they are: {', '.join(methods)}"
+            )
+        groups = [(reference, methods, reference)]
+    for against, group_methods, name in groups:
+        if against in group_methods and len(group_methods) > 1:
             parts += [
-                f"Paired differences against TiTok{setting}: difference [95% bootstrap interval] "
+                f"Paired differences against {name}: difference [95% bootstrap interval] "
                 "over the test examples (repeats paired by seed; pooled: mean over tasks, "
                 "bootstrap stratified by task); * = the interval excludes 0:",
-                comparison_table(grouped, group_methods, reference),
+                comparison_table(grouped, group_methods, against),
             ]
     if methods:
         parts += [

@@ -295,6 +295,13 @@ def bench(
             "print the tables of those columns and the base ones, writing nothing)."
         ),
     ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="With --render --columns: compare every column with this one (default: TiTok "
+            "of each setting), e.g. titok:epochs=12:queries."
+        ),
+    ] = None,
     screen: Annotated[
         bool,
         typer.Option(
@@ -332,7 +339,9 @@ def bench(
             from titok.bench_report import load_cells, render_markdown, with_columns
 
             names = [c.strip() for c in columns.split(",")]
-            print(render_markdown(with_columns(load_cells(render), names)))
+            print(render_markdown(with_columns(load_cells(render), names), reference))
+        elif reference:
+            raise ConfigError("--reference needs --columns (the tables it prints)")
         else:
             print(render_cells(render))
         return
