@@ -214,3 +214,12 @@ def test_gradient_checkpointing_trains_the_same_adapter(tiny_models):
         weights.append({n: p.detach() for n, p in trained.named_parameters() if "lora_" in n})
     for name, value in weights[0].items():
         torch.testing.assert_close(value, weights[1][name], rtol=1e-4, atol=1e-5)
+
+
+def test_did_you_mean_completes_a_cut_short_name_when_only_one_fits():
+    from titok.errors import did_you_mean
+
+    suggestion = did_you_mean("tito", ["titok:queries", "kd:queries"])
+    assert suggestion == " (did you mean 'titok:queries'?)"
+    assert did_you_mean("kd", ["kd:queries", "kd-mined:queries"]) == ""  # too short, and two fit
+    assert did_you_mean("kd:", ["kd:queries", "kd:epochs=12:queries"]) == ""  # two fit

@@ -48,4 +48,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if not close:  # "top_k" for "k", "learning_rate" for "lr"-style near misses by word parts
         parts = set(word.lower().replace("-", "_").split("_"))
         close = [option for option in options if option.lower() in parts]
+    if not close and len(word) >= 3:  # a cut-short name: "tito" for "titok:queries"
+        starting = [option for option in options if option.lower().startswith(word.lower())]
+        close = starting if len(starting) == 1 else []
     return f" (did you mean '{close[0]}'?)" if close else ""
