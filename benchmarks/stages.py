@@ -126,7 +126,7 @@ def measure(kind: str, model_name: str, chunk: int, dtype: str = "float32") -> d
         tokens = t["batch"] * t["tokens"] * t["steps"] / distributed.world_size()
         # the output layer runs where the loss is: at the answer's positions
         loss_tokens = tokens * t["answer_tokens"] / t["tokens"]
-        flops = 4 * ((parameters - head) * tokens + head * loss_tokens)
+        flops = FLOPS_PER_TOKEN["training"] * ((parameters - head) * tokens + head * loss_tokens)
     if kind not in TRAINING_KINDS:
         flops = FLOPS_PER_TOKEN[kind] * parameters * tokens
     distributed.wait_for_everyone()

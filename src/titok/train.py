@@ -191,10 +191,15 @@ class LossLogits:
     """
 
     def __init__(self, model: PreTrainedModel | PeftModel) -> None:
+        self.masks = self.takes_masks(model)
+
+    @staticmethod
+    def takes_masks(model: PreTrainedModel | PeftModel) -> bool:
+        """Whether `model`'s forward takes a boolean position mask as `logits_to_keep`."""
         base = model.get_base_model() if isinstance(model, PeftModel) else model
         # The forward slices through transformers' helper, which reads a boolean mask.
         modeling = sys.modules.get(type(base).__module__)
-        self.masks = hasattr(modeling, "slice_logits_to_keep") and (
+        return hasattr(modeling, "slice_logits_to_keep") and (
             "logits_to_keep" in inspect.signature(base.forward).parameters
         )
 
