@@ -1,11 +1,12 @@
 """Stage throughput and memory on the bundled models, per dtype, against this CPU's roofline.
 
     python benchmarks/stages.py [--processes 1,2] [--model smollm2-135m,gemma3-270m]
-                                [--dtypes float32,bfloat16]
+                                [--dtypes float32,bfloat16] [--stages generation,training]
 
 First the roofline: the matmul GFLOPS this machine reaches in fp32 and bf16 (measured in this
 run, on all cores: 2048³, a scoring-shaped and a decoding-shaped product). Then, per model, stage
-and dtype: tokens/s of generation (sampling, batch 16, 32 new tokens), scoring (the
+and dtype: tokens/s of generation (sampling at top_p 0.9, batch 16, 32 new tokens; through
+transformers' sampler and through titok's `synth.sampler: candidates`), scoring (the
 contrastive-excess pass: 16 answers of 256 tokens, batch 8), LoRA training (batch 4 × 128
 tokens, 96 of them answer) and short-answer training (8 answer tokens a row, as a multiple-choice
 letter or a fact's value), the useful GFLOPS and their share of the roofline (the 2048³ matmul
@@ -63,6 +64,8 @@ MATMULS = {  # name: (m, k, n)
     "16 × 640 × 32768 (decoding shaped)": (16, 640, 32768),
 }
 TRAINING_KINDS = {"training": TRAINING, "short-answer training": SHORT_ANSWER_TRAINING}
+# synth.sampler: transformers' nucleus sampling, or titok's over the most likely candidates
+GENERATION_KINDS = {"generation": "transformers", "generation, sampler candidates": "candidates"}
 FLOPS_PER_TOKEN = {"generation": 2, "scoring": 2, "long-scoring": 2, "training": 4}
 
 
@@ -97,7 +100,7 @@ def measure(kind: str, model_name: str, chunk: int, dtype: str = "float32") -> d
     pad = tokenizer.pad_token_id
     distributed.wait_for_everyone()
     started = time.perf_counter()
-    if kind == "generation":
+    if kind in GENERATION_KINDS:
         g = GENERATION
         out = generate(
             model,
@@ -108,6 +111,8 @@ def measure(kind: str, model_name: str, chunk: int, dtype: str = "float32") -> d
             batch_size=g["batch"],
             seed=0,
             sample=True,
+            top_p=0.9,  # synth's default
+            sampler=GENERATION_KINDS[kind],
         )
         tokens = sum(len(o) for o in out) / distributed.world_size()  # every process has all
     elif kind in ("scoring", "long-scoring"):
@@ -127,7 +132,9 @@ def measure(kind: str, model_name: str, chunk: int, dtype: str = "float32") -> d
         # the output layer runs where the loss is: at the answer's positions
         loss_tokens = tokens * t["answer_tokens"] / t["tokens"]
         flops = FLOPS_PER_TOKEN["training"] * ((parameters - head) * tokens + head * loss_tokens)
-    if kind not in TRAINING_KINDS:
+    if kind in GENERATION_KINDS:
+        flops = FLOPS_PER_TOKEN["generation"] * parameters * tokens
+    elif kind not in TRAINING_KINDS:
         flops = FLOPS_PER_TOKEN[kind] * parameters * tokens
     distributed.wait_for_everyone()
     seconds = time.perf_counter() - started
@@ -171,6 +178,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=128)
     parser.add_argument("--processes", default="1,2")
     parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument(
+        "--stages", default="", help="only stages whose names start with these (comma-separated)"
+    )
     parser.add_argument("--results", help="(internal) where a measuring process writes")
     args = parser.parse_args()
     if args.measure:  # one measurement, in this process (and its torchrun siblings)
@@ -195,7 +205,9 @@ def main() -> None:
     )
     print("|---|---|---:|---|---:|---:|---:|---:|---:|")
     for model in args.model.split(","):
-        for kind in ("generation", "scoring", *TRAINING_KINDS):
+        for kind in (*GENERATION_KINDS, "scoring", *TRAINING_KINDS):
+            if args.stages and not kind.startswith(tuple(args.stages.split(","))):
+                continue
             for processes in counts:
                 first_rate = None
                 for dtype in dtypes:
@@ -210,6 +222,8 @@ def main() -> None:
                         f"{rate / first_rate:.2f}× |",
                         flush=True,
                     )
+    if args.stages and not "long-scoring".startswith(tuple(args.stages.split(","))):
+        return
     print("\n| model | dtype | scoring 8 × 512 answer tokens | peak memory (MB) | seconds |")
     print("|---|---|---|---:|---:|")
     for model in args.model.split(","):

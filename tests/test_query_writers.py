@@ -108,3 +108,8 @@ def test_the_query_length_limit_makes_room_for_the_longest_seed(expert):
         expert.model, tokenizer, expert.fmt, EXAMPLES, SynthConfig(**SMALL), 2, seed=3
     )
     assert figures["max_query_tokens"] == 8
+
+
+def test_the_sampler_setting_reaches_query_writing(expert):
+    assert queries(expert, sampler="candidates") == queries(expert, sampler="candidates")
+    assert queries(expert, sampler="candidates") != queries(expert)

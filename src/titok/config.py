@@ -39,6 +39,7 @@ class SynthConfig(_Settings):
         "validity": False,
         "writer_scale": 1.0,
         "anchor_share": 0.3,
+        "sampler": "transformers",
     }
 
     instruction: str | None = Field(
@@ -81,6 +82,15 @@ class SynthConfig(_Settings):
     few_shot: int = Field(5, ge=1, description="Seeds shown (shuffled) in each query request.")
     temperature: float = Field(1.0, gt=0.0, description="Sampling temperature for queries.")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling mass for queries.")
+    sampler: Literal["transformers", "candidates"] = Field(
+        "transformers",
+        description="How queries are drawn. 'transformers': transformers' nucleus sampling, "
+        "which sorts the whole vocabulary and draws over it at every step. 'candidates': the "
+        "same distribution computed from the 1,024 most likely tokens (the whole vocabulary in "
+        "the rare step where they hold less than top_p), drawn by titok: query writing several "
+        "times faster with a large vocabulary (Gemma-3: 262k), but a seed draws other queries "
+        "than with 'transformers' (docs/scale.md).",
+    )
     max_query_tokens: int | None = Field(
         None,
         ge=1,

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from titok.batching import run_with_backoff
 from titok.distributed import is_main, map_batches
@@ -30,6 +36,53 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+Sampler = Literal["transformers", "candidates"]
+
+# Most nucleus draws of a small model at top_p 0.9 fit in far fewer tokens; a row whose most
+# likely CANDIDATES tokens hold less than top_p makes its batch's step sort the whole vocabulary.
+CANDIDATES = 1024
+
+
+def nucleus(
+    scores: torch.Tensor, top_p: float, candidates: int = CANDIDATES
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The nucleus of each row of `scores` (fp32 logits, temperature applied): the token ids
+    sorted by probability and their probabilities, zero past the nucleus.
+
+    The set is transformers' `TopPLogitsWarper`'s: a token is kept when the tokens more likely
+    than it hold less than `top_p`. Only the `candidates` most likely tokens are sorted (a
+    partial top-k instead of a sort of the whole vocabulary); when they do not cover some row,
+    the whole vocabulary is sorted."""
+    log_total = torch.logsumexp(scores, dim=-1, keepdim=True)
+    width = scores.shape[-1] if top_p >= 1.0 else min(candidates, scores.shape[-1])
+    values, ids = scores.topk(width, dim=-1)
+    probs = (values - log_total).exp()
+    if width < scores.shape[-1] and bool((probs.sum(dim=-1) < top_p).any()):
+        # rare (a flat distribution): the whole vocabulary, for the batch's one step
+        return nucleus(scores, top_p, candidates=scores.shape[-1])
+    before = probs.cumsum(dim=-1) - probs
+    return ids, probs.masked_fill(before >= top_p, 0.0)
+
+
+class CandidateSampler(LogitsProcessor):
+    """Draws the next token by nucleus sampling over the most likely candidates (`nucleus`) and
+    returns scores where only the drawn token is finite, so that greedy decoding takes it.
+
+    transformers' own top-p sampling sorts the whole vocabulary and draws over it at every step
+    (for Gemma-3's 262k entries, about half of query writing on this project's CPU). This keeps
+    the same distribution; its draws for a seed differ from transformers'."""
+
+    def __init__(self, temperature: float, top_p: float) -> None:
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        ids, probs = nucleus(scores.float() / self.temperature, self.top_p)
+        drawn = ids.gather(-1, torch.multinomial(probs, 1))
+        chosen = torch.full_like(scores, float("-inf"))
+        return chosen.scatter_(-1, drawn, 0.0)
+
+
 @torch.inference_mode()
 def generate(
     model: PreTrainedModel,
@@ -43,6 +96,7 @@ def generate(
     sample: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    sampler: Sampler = "transformers",
     desc: str = "generating",
     stop_strings: Sequence[str] = (),
     tokenizer: PreTrainedTokenizerBase | None = None,
@@ -50,11 +104,18 @@ def generate(
     """New tokens for each prompt, cut at the first stop id (which is not included).
 
     Each batch is seeded from `seed` and its position, so a rerun gives the same samples.
+    With `sample`, `sampler` 'transformers' samples through transformers' warpers and
+    'candidates' through `CandidateSampler` (the same distribution, faster, other draws).
     """
     outputs: list[list[int]] = [[] for _ in prompts]
     batches = length_batches([len(p) for p in prompts], batch_size)
     stops = set(stop_ids)
-    extra: dict = {"temperature": temperature, "top_p": top_p, "top_k": 0} if sample else {}
+    extra: dict = {}
+    if sample and sampler == "candidates":
+        extra["logits_processor"] = LogitsProcessorList([CandidateSampler(temperature, top_p)])
+    elif sample:
+        extra.update(temperature=temperature, top_p=top_p, top_k=0)
+    drawing = sample and sampler == "transformers"
     if stop_strings:
         extra.update(stop_strings=list(stop_strings), tokenizer=tokenizer)
 
@@ -66,7 +127,7 @@ def generate(
             input_ids=ids,
             attention_mask=mask,
             max_new_tokens=max_new_tokens,
-            do_sample=sample,
+            do_sample=drawing,
             pad_token_id=pad_id,
             eos_token_id=list(stops) or None,
             **extra,

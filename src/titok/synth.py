@@ -208,6 +208,7 @@ def draw_queries(
             sample=True,
             temperature=config.temperature,
             top_p=config.top_p,
+            sampler=config.sampler,
             desc=desc,
             stop_strings=("\n\n",) if continuing else (),
             tokenizer=writer.tokenizer,
