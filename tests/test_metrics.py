@@ -20,6 +20,7 @@ from titok.metrics import (
     pooled_difference,
     top_prediction_share,
 )
+from titok.rule import KINDS, QUESTIONS, TRAIN_PER_KIND, make_rule
 from titok.tasks import resolve_task
 
 LABELS = ["A", "B", "C", "D", "True", "False", "Yes", "No"]
@@ -134,3 +135,32 @@ def test_make_task_writes_the_files(tmp_path):
     assert len(seeds) == 5 and all(set(s) == {"query", "answer"} for s in seeds)
     queries = (tmp_path / "queries.jsonl").read_text()
     assert "answer" not in queries and len(queries.splitlines()) == 4 * len(ATTRIBUTES) * 3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_rule_is_tested_on_new_things_with_a_new_wording(seed):
+    task = make_rule(seed)
+    assert task == make_rule(seed) and task.guilds != make_rule(seed + 1).guilds
+    assert len(set(task.guilds.values())) == len(KINDS)  # one guild per kind
+    assert not {row.thing for row in task.train} & {row.thing for row in task.test}
+    assert {row.paraphrase for row in task.test} == {len(QUESTIONS) - 1}
+    assert len(QUESTIONS) - 1 not in {row.paraphrase for row in task.train}
+    for row in task.train + task.test:  # the answer is the guild of the thing's kind
+        assert row.thing in KINDS[row.kind] and row.answer == task.guilds[row.kind]
+    per_kind = len(next(iter(KINDS.values())))
+    assert len(task.test) == len(KINDS) * (per_kind - TRAIN_PER_KIND)
+    assert len(task.train) == len(KINDS) * TRAIN_PER_KIND * (len(QUESTIONS) - 1)
+
+
+def test_the_rule_task_resolves_and_is_written(tmp_path):
+    task = resolve_task("rule:0")
+    train, test = task.split(0.5, 7)
+    assert (len(train), len(test)) == (480, 80) and task.closed
+    assert task.group_of[test[0].query] in KINDS
+    done = run_titok("make-task", "rule", "--seed", "0", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    written = [json.loads(line) for line in (tmp_path / "test.jsonl").read_text().splitlines()]
+    assert [(r["query"], r["answer"]) for r in written] == [(e.query, e.answer) for e in test]
+    assert json.loads((tmp_path / "rule.json").read_text()) == make_rule(0).guilds
+    wrong = run_titok("make-task", "rules", "--out", str(tmp_path / "x"))
+    assert wrong.returncode == 2 and "did you mean 'rule'" in wrong.stderr

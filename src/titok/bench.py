@@ -245,10 +245,10 @@ class Bench:
         return self.cells_dir / f"{slug(task)}__{slug(column)}{again}.json"
 
     def family_settings(self, family: str) -> tuple[TrainConfig, TrainConfig, int]:
-        """(real-row training, transplant training, M) for a task family: the knowledge task
-        trains every LoRA, expert, ceiling and transplant alike, on more samples."""
+        """(real-row training, transplant training, M) for a task family: the knowledge and
+        skill tasks train every LoRA, expert, ceiling and transplant alike, on more samples."""
         s = self.settings
-        if family == "facts":
+        if family in ("facts", "rule"):
             return s.facts_train, s.facts_train, s.facts_m
         return s.real_train, s.transplant_train, s.m
 

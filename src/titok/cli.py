@@ -442,20 +442,32 @@ def export(
 
 @app.command("make-task", rich_help_panel=MORE)
 def make_task(
-    kind: Annotated[str, typer.Argument(help="The task to generate: facts.")],
+    kind: Annotated[str, typer.Argument(help="The task to generate: facts or rule.")],
     out: Annotated[Path, typer.Option(help="Directory for the task's files.")],
-    seed: Annotated[int, typer.Option(help="Seed of the knowledge base.")] = 0,
-    entities: Annotated[int, typer.Option(help="Invented people in the knowledge base.")] = 30,
+    seed: Annotated[int, typer.Option(help="Seed of the knowledge base or rule.")] = 0,
+    entities: Annotated[
+        int, typer.Option(help="Invented people in the knowledge base (facts).")
+    ] = 30,
 ) -> None:
-    """Write a generated task's files (facts: a fictional knowledge base; docs/facts.md)."""
-    from titok.errors import ConfigError
+    """Write a generated task's files (facts: a fictional knowledge base; rule: an invented rule
+    to apply to new things; docs/facts.md)."""
+    from titok.errors import ConfigError, did_you_mean
     from titok.facts import make_facts, write_facts
+    from titok.rule import make_rule, write_rule
 
-    if kind != "facts":
-        raise ConfigError(f"unknown task kind '{kind}': titok can make 'facts'")
+    if kind not in ("facts", "rule"):
+        raise ConfigError(
+            f"unknown task kind '{kind}': titok can make 'facts' or 'rule'"
+            f"{did_you_mean(kind, ['facts', 'rule'])}"
+        )
     if entities < 1:
         raise ConfigError(f"--entities must be at least 1, got {entities}")
-    for path in write_facts(make_facts(seed, entities), out):
+    paths = (
+        write_facts(make_facts(seed, entities), out)
+        if kind == "facts"
+        else write_rule(make_rule(seed), out)
+    )
+    for path in paths:
         print(path)
 
 

@@ -23,7 +23,7 @@ from titok.data import Example, read_bbh, read_jsonl, split
 from titok.errors import DataError, did_you_mean
 from titok.metrics import is_closed
 
-FAMILIES = ("bbh", "mmlu", "mmlu-gen", "facts", "jsonl", "jsonl-rouge", "lamp4", "lamp5")
+FAMILIES = ("bbh", "mmlu", "mmlu-gen", "facts", "rule", "jsonl", "jsonl-rouge", "lamp4", "lamp5")
 MMLU_CHOICES = ["A", "B", "C", "D"]
 
 
@@ -40,7 +40,7 @@ class TaskSpec:
     harness: dict[str, Any] = field(default_factory=dict)  # filter_list, metric_list, ...
     # Scored by log-likelihood: the answer is the choice the model finds most likely.
     choices: list[str] | None = None
-    # A split the task defines itself (facts: test rows ask with a held-out paraphrase).
+    # A split the task defines itself (facts, rule: test rows ask with a held-out paraphrase).
     fixed_split: tuple[list[Example], list[Example]] | None = None
     # Per-example group for per-group balanced accuracy (facts: the attribute a question asks).
     group_of: dict[str, str] = field(default_factory=dict)
@@ -192,6 +192,23 @@ def _facts(rest: str) -> TaskSpec:
     )
 
 
+def _rule(rest: str) -> TaskSpec:
+    from titok.rule import make_rule
+
+    try:
+        seed = int(rest)
+    except ValueError:
+        raise DataError(f"rule:{rest}: expected rule:<seed> (an integer)") from None
+    rule = make_rule(seed)
+    train = [row.example() for row in rule.train]
+    test = [row.example() for row in rule.test]
+    groups = {row.query: row.kind for row in rule.train + rule.test}
+    return TaskSpec(
+        f"rule:{seed}", "rule", train + test, FIRST_LINE_HARNESS, fixed_split=(train, test),
+        group_of=groups,
+    )  # fmt: skip
+
+
 def bbh_task_names(data_dir: Path | None = None) -> list[str]:
     """The BBH tasks in the data directory, sorted."""
     folder = (data_dir or default_data_dir()) / "bbh"
@@ -217,6 +234,8 @@ def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
         return TaskSpec(name, family, examples, parts[0].harness, parts[0].choices)
     if family == "facts" and rest:
         return _facts(rest)
+    if family == "rule" and rest:
+        return _rule(rest)
     if family in ("jsonl", "jsonl-rouge") and rest:
         rows = read_jsonl(rest, ("query", "answer"))
         harness = GENERIC_HARNESS if family == "jsonl" else ROUGE_HARNESS
@@ -227,7 +246,7 @@ def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
         return _bbh(f"bbh:{Path(name).stem}", Path(name))
     raise DataError(
         f"unknown task '{name}': use bbh:<task>, mmlu:<subject> (log-likelihood), "
-        "mmlu-gen:<subject> (generative), facts:<seed>, jsonl:<file> (exact match), "
+        "mmlu-gen:<subject> (generative), facts:<seed>, rule:<seed>, jsonl:<file> (exact match), "
         "jsonl-rouge:<file>, lamp4:<questions.json>, lamp5:<questions.json> or a BBH .json file"
         f"{did_you_mean(family, FAMILIES)}"
     )
