@@ -12,11 +12,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.common import SEEDS
 from tests.test_pipeline import make_run
+from titok import synth
 from titok.config import SynthConfig
 from titok.data import Example
 from titok.errors import GenerationError
 from titok.prompts import prompt_format
 from titok.synth import (
+    QUERY_STYLES,
     QUERY_TOKENS_FLOOR,
     Writer,
     choose_query_prompt,
@@ -113,3 +115,47 @@ def test_the_query_length_limit_makes_room_for_the_longest_seed(expert):
 def test_the_sampler_setting_reaches_query_writing(expert):
     assert queries(expert, sampler="candidates") == queries(expert, sampler="candidates")
     assert queries(expert, sampler="candidates") != queries(expert)
+
+
+def fake_probe(scores_by_scale: dict[float, float], calls: list[float]):
+    """`choose_query_prompt` as if the writer at each adapter scale scored so in every style."""
+
+    def choose(writer, seeds, config, seed):
+        calls.append(config.writer_scale)
+        score = scores_by_scale[config.writer_scale]
+        figures = {"valid_share": score, "seed_similarity": 1.0, "score": score}
+        return "continue", {style: dict(figures) for style in QUERY_STYLES}
+
+    return choose
+
+
+def test_the_source_base_writes_when_the_expert_writes_nothing_usable(expert, monkeypatch):
+    calls: list[float] = []
+    monkeypatch.setattr(synth, "choose_query_prompt", fake_probe({1.0: 0.0, 0.0: 0.5}, calls))
+    config = SynthConfig(**{**SMALL, "query_prompt": "auto", "validity": False})
+    result = synth.synthesize(expert, EXAMPLES, config, 4, seed=0)
+    assert calls == [1.0, 0.0]
+    assert result.figures["writer_scale"] == 0.0 and "writer_fallback" in result.figures
+    assert result.figures["expert_query_prompt_probe"]["continue"]["score"] == 0.0
+    # what the source base writes: the same draws as writer_scale 0 given outright
+    base = config.model_copy(update={"writer_scale": 0.0, "query_prompt": "continue"})
+    written, _ = generate_queries(expert.model, expert.tokenizer, expert.fmt, EXAMPLES, base, 4, 0)
+    assert [s.query for s in result.samples] == written[: len(result.samples)]
+
+
+@pytest.mark.parametrize(
+    ("scores", "settings", "expected_calls"),
+    [
+        ({1.0: 0.2, 0.0: 0.5}, {}, [1.0]),  # the expert writes something: it keeps writing
+        ({1.0: 0.0, 0.0: 0.0}, {}, [1.0, 0.0]),  # the base writes nothing usable either
+        ({0.5: 0.0}, {"writer_scale": 0.5, "query_prompt": "continue"}, []),  # a chosen style
+    ],
+)
+def test_no_fall_back_unless_auto_finds_nothing_and_the_base_does(
+    expert, monkeypatch, scores, settings, expected_calls
+):
+    calls: list[float] = []
+    monkeypatch.setattr(synth, "choose_query_prompt", fake_probe(scores, calls))
+    config = SynthConfig(**{**SMALL, "query_prompt": "auto", "validity": False, **settings})
+    result = synth.synthesize(expert, EXAMPLES, config, 4, seed=0)
+    assert calls == expected_calls and "writer_fallback" not in result.figures

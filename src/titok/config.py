@@ -55,7 +55,9 @@ class SynthConfig(_Settings):
         "'anchored': as 'continue', but the new query starts with the opening words of a random "
         "seed (anchor_share of its words) and the model completes it; 'auto': try each on a "
         "probe batch and keep the one whose queries best pass the validity rules and resemble "
-        "the seeds (the choice and its figures go in the synth manifest).",
+        "the seeds (the choice and its figures go in the synth manifest); when the expert writes "
+        "no usable query in any style, the source base writes (writer_scale 0) and the expert "
+        "answers (manifest: writer_fallback).",
     )
     anchor_share: float = Field(
         0.3,

@@ -352,6 +352,51 @@ def resolve_query_prompt(
     return chosen, {"query_prompt": style, "query_prompt_probe": scores}
 
 
+def no_style_writes(probed: dict[str, object]) -> bool:
+    """Whether `query_prompt: auto` found no style in which the writer wrote a usable query."""
+    scores = probed.get("query_prompt_probe")
+    return isinstance(scores, dict) and all(s["score"] == 0 for s in scores.values())
+
+
+def fall_back_to_base_writer(
+    expert: Writer,
+    seeds: Sequence[Example],
+    config: SynthConfig,
+    seed: int,
+    probed: dict[str, object],
+) -> tuple[SynthConfig, dict[str, object]]:
+    """`query_prompt: auto` when the expert writes no usable query in any style: the source base
+    (the expert's adapter off, the same loaded weights) writes, and the expert answers.
+
+    An expert trained with loss on answers only can collapse into answering every request (on
+    the `rule` and `facts` tasks, 768 of 768 queries were answer words); its base still writes
+    questions. Measured in docs/facts.md ("The skill task"). Nothing changes when the base writes
+    no usable query either, or when the expert's adapter is already off."""
+    if config.writer_scale == 0.0 or not isinstance(expert.model, PeftModel):
+        return config, probed
+    log.warning(
+        "the source expert wrote no usable query in any style (%s); the source base writes the "
+        "queries instead (synth.writer_scale 0: its adapter off) and the expert answers them",
+        ", ".join(f"{name} {figures['score']:.3f}" for name, figures in _probe(probed).items()),
+    )
+    base = config.model_copy(update={"query_prompt": "auto", "writer_scale": 0.0})
+    base, base_probed = resolve_query_prompt(expert, seeds, base, seed)
+    if no_style_writes(base_probed):
+        return config, probed
+    return base, {
+        **base_probed,
+        "writer_scale": 0.0,
+        "writer_fallback": "source base: the expert wrote no usable query in any style",
+        "expert_query_prompt_probe": _probe(probed),
+    }
+
+
+def _probe(probed: dict[str, object]) -> dict[str, dict[str, float]]:
+    scores = probed["query_prompt_probe"]
+    assert isinstance(scores, dict)
+    return scores
+
+
 def label_queries(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -403,6 +448,8 @@ def synthesize(
         return SynthResult(samples, figures)
     writer = query_writer or expert
     config, probed = resolve_query_prompt(writer, seeds, config, seed)
+    if query_writer is None and probed and no_style_writes(probed):
+        config, probed = fall_back_to_base_writer(expert, seeds, config, seed, probed)
     if not config.validity:
         queries, figures = generate_queries(
             writer.model, writer.tokenizer, writer.fmt, seeds, config, pool_size, seed
