@@ -368,10 +368,11 @@ def fall_back_to_base_writer(
     """`query_prompt: auto` when the expert writes no usable query in any style: the source base
     (the expert's adapter off, the same loaded weights) writes, and the expert answers.
 
-    An expert trained with loss on answers only can collapse into answering every request (on
-    the `rule` and `facts` tasks, 768 of 768 queries were answer words); its base still writes
-    questions. Measured in docs/facts.md ("The skill task"). Nothing changes when the base writes
-    no usable query either, or when the expert's adapter is already off."""
+    An expert trained with loss on answers only can collapse into answering every request (the
+    bench's Gemma-3 experts: on `rule:0` 768 of 768 drafts were guild names, on `facts:0` none of
+    768 passed the rules); its base still writes questions (docs/facts.md, "The skill task").
+    Nothing changes when the base writes no usable query either, or when the expert's adapter is
+    already off."""
     if config.writer_scale == 0.0 or not isinstance(expert.model, PeftModel):
         return config, probed
     log.warning(
