@@ -189,6 +189,7 @@ def main() -> None:
         Path(args.results, f"rank-{rank}.json").write_text(json.dumps(result))
         return
     counts = [int(p) for p in args.processes.split(",")]
+    wanted = tuple(args.stages.split(",")) if args.stages else ("",)  # "" starts every name
     dtypes = args.dtypes.split(",")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores\n")
     print("| matmul | " + " | ".join(f"{d} GFLOPS" for d in dtypes) + " |")
@@ -206,7 +207,7 @@ def main() -> None:
     print("|---|---|---:|---|---:|---:|---:|---:|---:|")
     for model in args.model.split(","):
         for kind in (*GENERATION_KINDS, "scoring", *TRAINING_KINDS):
-            if args.stages and not kind.startswith(tuple(args.stages.split(","))):
+            if not kind.startswith(wanted):
                 continue
             for processes in counts:
                 first_rate = None
@@ -222,7 +223,7 @@ def main() -> None:
                         f"{rate / first_rate:.2f}× |",
                         flush=True,
                     )
-    if args.stages and not "long-scoring".startswith(tuple(args.stages.split(","))):
+    if not "long-scoring".startswith(wanted):
         return
     print("\n| model | dtype | scoring 8 × 512 answer tokens | peak memory (MB) | seconds |")
     print("|---|---|---|---:|---:|")

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from titok.data import Example, pick_seeds
+from titok.generated import GeneratedTask, QuestionRow, write_task_files
 from titok.validity import normal_answer
 
 DEFAULT_ENTITIES = 30  # 30 people × 4 attributes = 120 facts
@@ -122,7 +122,7 @@ _CODAS = ("", "", "n", "r", "l", "s", "th", "nd", "rk", "x")
 
 
 @dataclass(frozen=True)
-class FactRow:
+class FactRow(QuestionRow):
     """One question about one fact, with the attribute it asks (for per-attribute scores)."""
 
     entity: str
@@ -131,26 +131,10 @@ class FactRow:
     query: str
     answer: str
 
-    def example(self) -> Example:
-        return Example(self.query, self.answer)
-
 
 @dataclass(frozen=True)
-class FactsTask:
-    seed: int
+class FactsTask(GeneratedTask[FactRow]):
     facts: dict[str, dict[str, str]]  # entity -> attribute -> value
-    train: list[FactRow]
-    test: list[FactRow]
-
-    @property
-    def seeds(self) -> list[Example]:
-        """The 5 seed examples every transplant starts from: 5 training rows."""
-        return pick_seeds([row.example() for row in self.train], 5, self.seed)
-
-    @property
-    def queries(self) -> list[str]:
-        """The training questions without answers: what a user with query logs would have."""
-        return [row.query for row in self.train]
 
 
 def _name(rng: random.Random) -> str:
@@ -182,7 +166,7 @@ def make_facts(seed: int = 0, entities: int = DEFAULT_ENTITIES) -> FactsTask:
             for number, question in enumerate(questions):
                 row = FactRow(name, attribute, number, question.format(name=name), value)
                 (test if number == len(questions) - 1 else train).append(row)
-    return FactsTask(seed, facts, train, test)
+    return FactsTask(seed, train, test, facts)
 
 
 def taught_facts(
@@ -206,32 +190,18 @@ def taught_facts(
 
 def write_facts(task: FactsTask, out: Path) -> list[Path]:
     """The task as files: train/test/seeds/queries JSONL, the knowledge base, and a README."""
-    out.mkdir(parents=True, exist_ok=True)
 
-    def rows(items: list[FactRow], answers: bool = True) -> str:
-        lines = []
-        for row in items:
-            data = {"query": row.query, "attribute": row.attribute, "entity": row.entity}
-            if answers:
-                data["answer"] = row.answer
-            lines.append(json.dumps(data) + "\n")
-        return "".join(lines)
+    def rows(items: list[FactRow]) -> str:
+        return "".join(
+            json.dumps(
+                {"query": r.query, "attribute": r.attribute, "entity": r.entity, "answer": r.answer}
+            )
+            + "\n"
+            for r in items
+        )
 
-    files = {
-        "train.jsonl": rows(task.train),
-        "test.jsonl": rows(task.test),
-        "seeds.jsonl": "".join(
-            json.dumps({"query": e.query, "answer": e.answer}) + "\n" for e in task.seeds
-        ),
-        "queries.jsonl": "".join(json.dumps({"query": q}) + "\n" for q in task.queries),
-        "facts.json": json.dumps(task.facts, indent=2) + "\n",
-        "README.md": _readme(task),
-    }
-    written = []
-    for name, text in files.items():
-        (out / name).write_text(text, encoding="utf-8")
-        written.append(out / name)
-    return written
+    own = {"facts.json": json.dumps(task.facts, indent=2) + "\n", "README.md": _readme(task)}
+    return write_task_files(task, out, rows(task.train), rows(task.test), own)
 
 
 def _readme(task: FactsTask) -> str:

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from titok.data import Example, pick_seeds
+from titok.generated import GeneratedTask, QuestionRow, write_task_files
 
 KINDS: dict[str, tuple[str, ...]] = {
     "animal": (
@@ -88,7 +88,7 @@ _CODAS = ("n", "r", "l", "s", "th", "nd", "rk", "x", "sk", "m")
 
 
 @dataclass(frozen=True)
-class RuleRow:
+class RuleRow(QuestionRow):
     """One question about one thing, with the kind it belongs to (for per-guild scores)."""
 
     thing: str
@@ -97,26 +97,10 @@ class RuleRow:
     query: str
     answer: str
 
-    def example(self) -> Example:
-        return Example(self.query, self.answer)
-
 
 @dataclass(frozen=True)
-class RuleTask:
-    seed: int
+class RuleTask(GeneratedTask[RuleRow]):
     guilds: dict[str, str]  # kind -> guild name
-    train: list[RuleRow]
-    test: list[RuleRow]
-
-    @property
-    def seeds(self) -> list[Example]:
-        """The 5 seed examples every transplant starts from: 5 training rows."""
-        return pick_seeds([row.example() for row in self.train], 5, self.seed)
-
-    @property
-    def queries(self) -> list[str]:
-        """The training questions without answers: what a user with query logs would have."""
-        return [row.query for row in self.train]
 
 
 def _guild_name(rng: random.Random) -> str:
@@ -146,12 +130,11 @@ def make_rule(seed: int = 0) -> RuleTask:
                 query = QUESTIONS[-1].format(thing=thing)
                 test.append(RuleRow(thing, kind, len(QUESTIONS) - 1, query, guilds[kind]))
     rng.shuffle(train)  # kinds interleaved, as real rows would come
-    return RuleTask(seed, guilds, train, test)
+    return RuleTask(seed, train, test, guilds)
 
 
 def write_rule(task: RuleTask, out: Path) -> list[Path]:
     """The task as files: train/test/seeds/queries JSONL, the rule itself, and a README."""
-    out.mkdir(parents=True, exist_ok=True)
 
     def rows(items: list[RuleRow]) -> str:
         return "".join(
@@ -160,21 +143,8 @@ def write_rule(task: RuleTask, out: Path) -> list[Path]:
             for r in items
         )
 
-    files = {
-        "train.jsonl": rows(task.train),
-        "test.jsonl": rows(task.test),
-        "seeds.jsonl": "".join(
-            json.dumps({"query": e.query, "answer": e.answer}) + "\n" for e in task.seeds
-        ),
-        "queries.jsonl": "".join(json.dumps({"query": q}) + "\n" for q in task.queries),
-        "rule.json": json.dumps(task.guilds, indent=2) + "\n",
-        "README.md": _readme(task),
-    }
-    written = []
-    for name, text in files.items():
-        (out / name).write_text(text, encoding="utf-8")
-        written.append(out / name)
-    return written
+    own = {"rule.json": json.dumps(task.guilds, indent=2) + "\n", "README.md": _readme(task)}
+    return write_task_files(task, out, rows(task.train), rows(task.test), own)
 
 
 def _readme(task: RuleTask) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 from titok.data import Example, read_bbh, read_jsonl, split
 from titok.errors import DataError, did_you_mean
+from titok.generated import GeneratedTask
 from titok.metrics import is_closed
 
 FAMILIES = ("bbh", "mmlu", "mmlu-gen", "facts", "rule", "jsonl", "jsonl-rouge", "lamp4", "lamp5")
@@ -183,12 +184,9 @@ def _facts(rest: str) -> TaskSpec:
     if entities < 1:
         raise DataError(f"facts:{rest}: the knowledge base needs at least one entity")
     facts = make_facts(seed, entities)
-    train = [row.example() for row in facts.train]
-    test = [row.example() for row in facts.test]
-    groups = {row.query: row.attribute for row in facts.train + facts.test}
     name = f"facts:{seed}" + (f":{entities}" if size_text else "")
-    return TaskSpec(
-        name, "facts", train + test, FIRST_LINE_HARNESS, fixed_split=(train, test), group_of=groups
+    return _generated(
+        name, "facts", facts, {r.query: r.attribute for r in facts.train + facts.test}
     )
 
 
@@ -200,13 +198,18 @@ def _rule(rest: str) -> TaskSpec:
     except ValueError:
         raise DataError(f"rule:{rest}: expected rule:<seed> (an integer)") from None
     rule = make_rule(seed)
-    train = [row.example() for row in rule.train]
-    test = [row.example() for row in rule.test]
-    groups = {row.query: row.kind for row in rule.train + rule.test}
+    return _generated(
+        f"rule:{seed}", "rule", rule, {r.query: r.kind for r in rule.train + rule.test}
+    )
+
+
+def _generated(name: str, family: str, task: GeneratedTask, group_of: dict[str, str]) -> TaskSpec:
+    """A generated task with its own split, scored on the first line of the answer."""
+    train = [row.example() for row in task.train]
+    test = [row.example() for row in task.test]
     return TaskSpec(
-        f"rule:{seed}", "rule", train + test, FIRST_LINE_HARNESS, fixed_split=(train, test),
-        group_of=groups,
-    )  # fmt: skip
+        name, family, train + test, FIRST_LINE_HARNESS, fixed_split=(train, test), group_of=group_of
+    )
 
 
 def bbh_task_names(data_dir: Path | None = None) -> list[str]:
