@@ -408,3 +408,44 @@ def test_a_bad_synth_file_is_refused_before_any_work(tmp_path):
     assert result.returncode == 2
     assert "synth.yaml" in result.stderr and "query_prompt" in result.stderr, result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def finished_cell(bench: Bench, task: str, column: str, dtype: str) -> Path:
+    path = bench.cell_path(task, column)
+    path.write_text(json.dumps({"status": "done", "dtype": dtype, "key": "an older key"}))
+    return path
+
+
+def test_a_bench_is_not_resumed_in_another_dtype_over_its_cells(tiny_models, tmp_path, monkeypatch):
+    import titok.precision
+
+    monkeypatch.setattr(titok.precision, "fast_bf16", lambda device: False)  # a CPU without it
+    settings = tiny_settings(tiny_models, tmp_path)
+    bench = Bench(settings)
+    cell = finished_cell(bench, "bbh:boolean_expressions", "target vanilla", "bfloat16")
+    before = cell.read_text()
+    with pytest.raises(ConfigError) as refused:
+        bench.run()
+    message = str(refused.value)
+    assert "1 finished bfloat16 cells" in message and cell.name in message
+    assert "--dtype auto resolves to float32 here" in message
+    assert "--dtype bfloat16" in message and "--out" in message
+    assert cell.read_text() == before
+    # another task's cells in the same directory are not this run's concern
+    Bench(BenchSettings(out=tmp_path, tasks=["bbh:navigate"], dtype="auto")).check_dtype()
+    # in the cells' dtype the run may go on (it would resume them)
+    Bench(BenchSettings(out=tmp_path, tasks=settings.tasks, dtype="bfloat16")).check_dtype()
+
+
+def test_the_cli_refuses_to_overwrite_cells_of_another_dtype(tiny_models, tmp_path):
+    bench = Bench(BenchSettings(out=tmp_path / "b", tasks=["bbh:navigate"]))
+    cell = finished_cell(bench, "bbh:navigate", "source base", "bfloat16")
+    before = cell.read_text()
+    done = run_titok(
+        *("bench", "--out", str(tmp_path / "b"), "--tasks", "bbh:navigate", "--limit", "1"),
+        *("--source", str(tiny_models["source"]), "--target", str(tiny_models["target"])),
+        *("--methods", "kd", "--dtype", "float32"),
+    )
+    assert done.returncode == 2, done.stderr
+    assert "this run computes in float32" in done.stderr and "auto" not in done.stderr
+    assert cell.read_text() == before and sorted(bench.cells_dir.iterdir()) == [cell]

@@ -453,9 +453,38 @@ class Bench:
         return TransplantConfig.model_validate(merge(config.model_dump(), variant.overrides))
 
     def run(self) -> list[dict[str, Any]]:
+        self.check_dtype()
         for task in self.settings.tasks:
             self.run_task(task)
         return self.cells()
+
+    def check_dtype(self) -> None:
+        """Refuse, before any work, a run that would recompute in another dtype the finished cells
+        of its tasks: with `--dtype auto` the dtype is the machine's, so a bench resumed on a CPU
+        without fast bf16 would silently overwrite every committed bf16 cell with an fp32 one."""
+        dtype = resolved_name(self.settings.dtype)
+        prefixes = tuple(f"{slug(task)}__" for task in self.settings.tasks)
+        others: dict[str, list[str]] = {}
+        for path in sorted(self.cells_dir.glob("*.json")):
+            if not path.name.startswith(prefixes):
+                continue
+            cell = json.loads(path.read_text())
+            theirs = cell.get("dtype", "float32")  # cells before the setting were fp32
+            if cell.get("status") == "done" and theirs != dtype:
+                others.setdefault(theirs, []).append(path.name)
+        if not others:
+            return
+        theirs, names = max(others.items(), key=lambda item: len(item[1]))
+        why = (
+            " (--dtype auto resolves to float32 here: this CPU has no AVX-512 BF16 or AMX)"
+            if self.settings.dtype == "auto" and dtype == "float32"
+            else ""
+        )
+        raise ConfigError(
+            f"{self.cells_dir} holds {len(names)} finished {theirs} cells of these tasks"
+            f" (e.g. {names[0]}), and this run computes in {dtype}{why}: it would recompute and"
+            f" overwrite them. Pass --dtype {theirs} to resume them, or --out a new directory."
+        )
 
     def cells(self) -> list[dict[str, Any]]:
         paths = [
