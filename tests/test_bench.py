@@ -393,6 +393,8 @@ def test_the_committed_facts_cells_keep_their_keys_with_their_synth_file():
             external_queries=True,
             source=recorded["source"],
             target=recorded["target"],
+            # what the recorded `auto` resolved to where the cell ran, not on this machine
+            dtype=cell.get("dtype", "float32"),
         )
         base = settings.synth.model_dump()
         settings.synth = build_config(SynthConfig, root / "synth.yaml", {}, base=base)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 from tests.common import run_titok
 from titok.facts import ATTRIBUTES, make_facts
@@ -164,3 +165,54 @@ def test_the_rule_task_resolves_and_is_written(tmp_path):
     assert json.loads((tmp_path / "rule.json").read_text()) == make_rule(0).guilds
     wrong = run_titok("make-task", "rules", "--out", str(tmp_path / "x"))
     assert wrong.returncode == 2 and "did you mean 'rule'" in wrong.stderr
+
+
+def test_runs_that_disagree_make_no_difference_however_many_examples_agree_within_each():
+    rng = np.random.default_rng(2)
+    golds = list(rng.choice(["Yes", "No"], 100))
+    good, poor = rng.random(100) < 0.9, rng.random(100) < 0.3
+    # A far ahead in the first run, far behind in the second: each run alone is a clear result
+    a, b = np.concatenate([good, poor]), np.concatenate([poor, good])
+    assert paired_difference(good, poor, golds).verdict == "win"
+    as_one_run = paired_difference(a, b, golds * 2)  # the runs' spread ignored: 0 by symmetry
+    across_runs = paired_difference(a, b, golds * 2, runs=2)
+    assert across_runs.value == pytest.approx(as_one_run.value) and across_runs.verdict == "tie"
+    assert across_runs.high - across_runs.low > 2 * (as_one_run.high - as_one_run.low)
+    # runs that agree keep a clear result clear
+    agree = paired_difference(
+        np.concatenate([good, good]), np.concatenate([poor, poor]), golds * 2, runs=2
+    )
+    assert agree.verdict == "win" and agree.n == 200
+    # pooled over tasks, each with its runs
+    pooled = pooled_difference(
+        [(a, b, golds * 2, "balanced_accuracy", 2), (good, poor, golds, "exact_match", 1)]
+    )
+    assert pooled.n == 300 and pooled.low < pooled.value < pooled.high
+    with pytest.raises(ValueError, match="same examples in the same order"):
+        paired_difference(a, b, golds + golds[::-1], runs=2)
+    with pytest.raises(ValueError, match="not 3 runs"):
+        paired_difference(a, b, golds * 2, runs=3)
+
+
+def test_one_run_gives_the_interval_it_gave_before_runs_were_counted():
+    rng = np.random.default_rng(3)
+    golds = list(rng.choice(["A", "B", "C"], 60))
+    a, b = rng.random(60) < 0.7, rng.random(60) < 0.5
+    labels = np.unique(golds, return_inverse=True)[1]
+
+    def balanced(x, y, g):
+        return np.mean([x[g == k].mean() for k in np.unique(g)]) - np.mean(
+            [y[g == k].mean() for k in np.unique(g)]
+        )
+
+    reference = stats.bootstrap(
+        (a.astype(float), b.astype(float), labels),
+        balanced,
+        paired=True,
+        vectorized=False,
+        n_resamples=2000,
+        method="percentile",
+        random_state=np.random.default_rng(0),
+    ).confidence_interval
+    difference = paired_difference(a, b, golds)
+    assert (difference.low, difference.high) == (reference.low, reference.high)

@@ -9,8 +9,9 @@ Tables, in `results.md`:
    name and the chance level per task;
 2. gain over the target vanilla and transfer efficiency, on the headline metric;
 3. paired differences, per task and pooled: each method against TiTok and against the vanilla
-   target, with 95% bootstrap intervals over the test examples (repeats paired by seed); `*` marks
-   an interval that excludes 0, and a row counts wins / ties / losses against TiTok.
+   target, with 95% bootstrap intervals over the test examples and, with repeats (paired by
+   seed), over the repeats too, so run-to-run spread widens them; `*` marks an interval that
+   excludes 0, and a row counts wins / ties / losses against TiTok.
 """
 
 from __future__ import annotations
@@ -100,9 +101,10 @@ def _outcomes(runs: list[dict], repeats: int) -> tuple[list[float], list[str]] |
 
 def _pair(
     columns: dict[str, list[dict]], a: str, b: str
-) -> tuple[list[float], list[float], list[str], str] | None:
-    """(outcomes of a, outcomes of b, golds, metric) with repeats paired by seed; a shared base
-    column (one run) pairs with every repeat of the other. None when either is missing."""
+) -> tuple[list[float], list[float], list[str], str, int] | None:
+    """(outcomes of a, outcomes of b, golds, metric, repeats) with repeats paired by seed; a
+    shared base column (one run) pairs with every repeat of the other. None when either is
+    missing."""
     runs_a, runs_b = columns.get(a), columns.get(b)
     if not runs_a or not runs_b:
         return None
@@ -114,7 +116,7 @@ def _pair(
     left, right = _outcomes(runs_a, repeats), _outcomes(runs_b, repeats)
     if left is None or right is None or left[1] != right[1]:
         return None
-    return left[0], right[0], left[1], runs_a[0]["metric"]
+    return left[0], right[0], left[1], runs_a[0]["metric"], repeats
 
 
 def paired(
@@ -122,7 +124,10 @@ def paired(
 ) -> Difference | None:
     """metric(a) − metric(b) on `task`, with its paired bootstrap interval."""
     pair = _pair(grouped[task], a, b)
-    return None if pair is None else paired_difference(*pair)
+    if pair is None:
+        return None
+    *scores, repeats = pair
+    return paired_difference(*scores, runs=repeats)
 
 
 def pooled(grouped: dict[str, dict[str, list[dict]]], a: str, b: str) -> Difference | None:
@@ -266,7 +271,7 @@ def knowledge_to_move(row: dict[str, list[dict]]) -> tuple[Difference | None, fl
     if "source base" not in row or "source expert" not in row:
         return None
     pair = _pair(row, "source expert", "source base")
-    difference = None if pair is None else paired_difference(*pair)
+    difference = None if pair is None else paired_difference(*pair[:4], runs=pair[4])
     expert, stderr, _ = summary(row["source expert"])
     margin = expert - (chance_of(row) or 0.0)
     # no spread (a constant answer scores exactly chance): only a margin above chance counts
@@ -356,8 +361,8 @@ def render_markdown(cells: list[dict], reference: str | None = None) -> str:
         if against in group_methods and len(group_methods) > 1:
             parts += [
                 f"Paired differences against {name}: difference [95% bootstrap interval] "
-                "over the test examples (repeats paired by seed; pooled: mean over tasks, "
-                "bootstrap stratified by task); * = the interval excludes 0:",
+                "over the test examples and the repeats (paired by seed); pooled: mean over "
+                "tasks, bootstrap stratified by task; * = the interval excludes 0:",
                 comparison_table(grouped, group_methods, against),
             ]
     if methods:

@@ -9,7 +9,9 @@ prediction. Open-answer tasks (sorting, counting, titles) get ROUGE-L F beside e
 The headline metric of a task is balanced accuracy when closed, exact match when open.
 
 Differences between two models on the same examples are paired: resampling the examples (and
-keeping each example's two outcomes together) gives the interval of the difference.
+keeping each example's two outcomes together) gives the interval of the difference. With several
+runs of each (repeats, paired by seed) the bootstrap redraws the runs as well as the examples, so
+that how much a result changes from run to run widens the interval.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -150,31 +153,96 @@ def metric_function(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
     return lambda hits, labels: float(np.mean(hits))
 
 
+@dataclass(frozen=True)
+class PairedRuns:
+    """Per-example scores of A and B on the same test examples, `runs` runs of each (A's run i
+    paired with B's run i by seed), concatenated run after run in one example order."""
+
+    a: np.ndarray
+    b: np.ndarray
+    labels: np.ndarray  # the gold answers' ids, one run's worth
+    score: Callable[[np.ndarray, np.ndarray], float]
+    runs: int
+
+    @classmethod
+    def of(
+        cls,
+        a: Sequence[float],
+        b: Sequence[float],
+        golds: Sequence[str],
+        metric: str = BALANCED,
+        runs: int = 1,
+    ) -> PairedRuns:
+        hits_a, hits_b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if len(hits_a) != len(hits_b) or len(hits_a) != len(golds):
+            raise ValueError("paired scores need the same examples on both sides")
+        if runs < 1 or len(golds) % runs:
+            raise ValueError(f"{len(golds)} scores are not {runs} runs of the same examples")
+        n = len(golds) // runs
+        first = [normalise(g) for g in golds[:n]]
+        if any([normalise(g) for g in golds[r * n : (r + 1) * n]] != first for r in range(runs)):
+            raise ValueError("every run must hold the same examples in the same order")
+        labels = np.unique(first, return_inverse=True)[1]
+        return cls(
+            hits_a.reshape(runs, n), hits_b.reshape(runs, n), labels, metric_function(metric), runs
+        )
+
+    @property
+    def n(self) -> int:
+        return self.a.size
+
+    def value(self) -> float:
+        """The mean over runs of score(A) − score(B)."""
+        return self.on(np.arange(self.a.shape[1]), np.arange(self.runs))
+
+    def on(self, examples: np.ndarray, runs: np.ndarray) -> float:
+        """The difference on a redraw: these examples (indices) of these runs (indices)."""
+        labels = self.labels[examples]
+        per_run = [
+            self.score(self.a[r, examples], labels) - self.score(self.b[r, examples], labels)
+            for r in range(self.runs)
+        ]
+        return float(np.mean(np.asarray(per_run)[runs]))
+
+    def redraw(self, rng: np.random.Generator) -> float:
+        """One crossed-bootstrap draw: the examples, and (with several runs) the runs."""
+        size = self.a.shape[1]
+        examples = rng.integers(0, size, size)
+        runs = rng.integers(0, self.runs, self.runs) if self.runs > 1 else np.zeros(1, int)
+        return self.on(examples, runs)
+
+
 def paired_difference(
     a: Sequence[float],
     b: Sequence[float],
     golds: Sequence[str],
     metric: str = BALANCED,
     *,
+    runs: int = 1,
     resamples: int = 2000,
     seed: int = 0,
 ) -> Difference:
     """metric(A) − metric(B) on the same examples, with a 95% paired percentile bootstrap.
 
     `a` and `b` are per-example scores (1/0 correctness, or ROUGE-L) in the same example order;
-    `golds` the examples' gold answers (balanced accuracy resamples them with the pair).
+    `golds` the examples' gold answers (balanced accuracy resamples them with the pair). With
+    `runs` > 1 they are that many runs of each on the same examples, concatenated (runs paired by
+    seed), and the bootstrap is crossed: each resample redraws the examples and the runs, so a
+    difference the runs disagree on gets an interval that says so. (Redrawing 2 or 3 runs still
+    is a coarse measure of run-to-run spread: read the interval as its scale.)
     """
-    hits_a, hits_b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(hits_a) != len(hits_b) or len(hits_a) != len(golds):
-        raise ValueError("paired scores need the same examples on both sides")
-    labels = np.unique([normalise(g) for g in golds], return_inverse=True)[1]
-    score = metric_function(metric)
-    value = score(hits_a, labels) - score(hits_b, labels)
-    if np.array_equal(hits_a, hits_b):  # no variation to resample: the difference is exactly 0
-        return Difference(0.0, 0.0, 0.0, len(hits_a))
+    pair = PairedRuns.of(a, b, golds, metric, runs)
+    value = pair.value()
+    if np.array_equal(pair.a, pair.b):  # no variation to resample: the difference is exactly 0
+        return Difference(0.0, 0.0, 0.0, pair.n)
+    if runs > 1:
+        rng = np.random.default_rng(seed)
+        draws = [pair.redraw(rng) for _ in range(resamples)]
+        low, high = np.percentile(draws, [2.5, 97.5])
+        return Difference(value, float(low), float(high), pair.n)
     result = stats.bootstrap(
-        (hits_a, hits_b, labels),
-        lambda x, y, g: score(x, g) - score(y, g),
+        (pair.a[0], pair.b[0], pair.labels),
+        lambda x, y, g: pair.score(x, g) - pair.score(y, g),
         paired=True,
         vectorized=False,
         n_resamples=resamples,
@@ -183,42 +251,24 @@ def paired_difference(
         random_state=np.random.default_rng(seed),
     )
     interval = result.confidence_interval
-    return Difference(value, float(interval.low), float(interval.high), len(hits_a))
+    return Difference(value, float(interval.low), float(interval.high), pair.n)
 
 
 def pooled_difference(
-    tasks: Sequence[tuple[Sequence[float], Sequence[float], Sequence[str], str]],
+    tasks: Sequence[tuple[Any, ...]],
     *,
     resamples: int = 2000,
     seed: int = 0,
 ) -> Difference:
     """The mean over tasks of metric(A) − metric(B), with a bootstrap stratified by task.
 
-    Each task is `(a, b, golds, metric)`; every resample redraws each task's examples within the
-    task, so every task keeps its weight and its own metric.
+    Each task is `(a, b, golds, metric[, runs])` as `paired_difference` takes them; every resample
+    redraws each task's examples (and, with several runs, its runs) within the task, so every
+    task keeps its weight and its own metric.
     """
     rng = np.random.default_rng(seed)
-    prepared = []
-    for a, b, golds, metric in tasks:
-        labels = np.unique([normalise(g) for g in golds], return_inverse=True)[1]
-        prepared.append(
-            (np.asarray(a, float), np.asarray(b, float), labels, metric_function(metric))
-        )
-
-    def mean_difference(picks: list[np.ndarray] | None) -> float:
-        values = []
-        for (hits_a, hits_b, labels, score), pick in zip(
-            prepared, picks or [None] * len(prepared), strict=True
-        ):
-            if pick is not None:
-                hits_a, hits_b, labels = hits_a[pick], hits_b[pick], labels[pick]
-            values.append(score(hits_a, labels) - score(hits_b, labels))
-        return float(np.mean(values))
-
-    value = mean_difference(None)
-    draws = [
-        mean_difference([rng.integers(0, len(p[0]), len(p[0])) for p in prepared])
-        for _ in range(resamples)
-    ]
+    pairs = [PairedRuns.of(*task) for task in tasks]
+    value = float(np.mean([pair.value() for pair in pairs]))
+    draws = [np.mean([pair.redraw(rng) for pair in pairs]) for _ in range(resamples)]
     low, high = np.percentile(draws, [2.5, 97.5])
-    return Difference(value, float(low), float(high), sum(len(p[0]) for p in prepared))
+    return Difference(value, float(low), float(high), sum(pair.n for pair in pairs))
