@@ -194,6 +194,25 @@ def test_another_column_can_be_the_reference_of_the_comparisons():
         render_markdown(cells, reference="target vanilla")
 
 
+def test_repeats_pair_by_seed_and_each_repeat_is_shown():
+    good, bad = [1] * 36 + [0] * 4, [1, 0] * 20
+    cells = [
+        fake_cell("a", "target vanilla", bad),
+        *(fake_cell("a", "titok", bad, repeat=r) for r in range(3)),
+        # KD's second repeat is missing: its third pairs with TiTok's third, not its second
+        fake_cell("a", "kd", bad, repeat=0),
+        fake_cell("a", "kd", good, repeat=2),
+    ]
+    # TiTok's second repeat: what KD's third would be paired with by position
+    cells[2].update(outcomes=good, value=0.9)
+    text = render_markdown(cells)
+    # by seed: repeats 1 and 3, KD − titok 0 and +0.4, mean +0.2 (by position it would be 0)
+    against_titok = text.split("| task | kd − titok |")[1].split("\n\n")[0]
+    assert "| a | +0.200 [" in against_titok
+    assert "| a | kd | 0.500 (+0.000) | — | 0.900 (+0.400) |" in text
+    assert "| a | titok | 0.500 | 0.900 | 0.500 |" in text
+
+
 @pytest.mark.parametrize("bad", [["--test-frac", "1.5"], ["--repeats", "0"]])
 def test_bench_refuses_bad_settings(bad, tmp_path):
     done = run_titok("bench", "--out", str(tmp_path / "b"), *bad)

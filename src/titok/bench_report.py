@@ -89,34 +89,36 @@ def summary(runs: list[dict]) -> tuple[float, float, int]:
     return float(np.mean(values)), stderr, len(values)
 
 
-def _outcomes(runs: list[dict], repeats: int) -> tuple[list[float], list[str]] | None:
-    """The first `repeats` runs' per-example outcomes and golds, concatenated (None if absent)."""
-    chosen = runs[:repeats]
-    if any("outcomes" not in r for r in chosen):
-        return None
-    outcomes = [o for r in chosen for o in r["outcomes"]]
-    golds = [g for r in chosen for g in r["golds"]]
-    return outcomes, golds
-
-
 def _pair(
     columns: dict[str, list[dict]], a: str, b: str
 ) -> tuple[list[float], list[float], list[str], str, int] | None:
-    """(outcomes of a, outcomes of b, golds, metric, repeats) with repeats paired by seed; a
-    shared base column (one run) pairs with every repeat of the other. None when either is
-    missing."""
+    """(outcomes of a, outcomes of b, golds, metric, repeats) with repeats paired by seed (the
+    repeats both columns have); a shared base column (one run) pairs with every repeat of the
+    other. None when either is missing."""
     runs_a, runs_b = columns.get(a), columns.get(b)
     if not runs_a or not runs_b:
         return None
-    if len(runs_a) == 1 and a in BASE_COLUMNS:
-        runs_a = runs_a * len(runs_b)
-    if len(runs_b) == 1 and b in BASE_COLUMNS:
-        runs_b = runs_b * len(runs_a)
-    repeats = min(len(runs_a), len(runs_b))
-    left, right = _outcomes(runs_a, repeats), _outcomes(runs_b, repeats)
-    if left is None or right is None or left[1] != right[1]:
+    shared_a = len(runs_a) == 1 and a in BASE_COLUMNS
+    shared_b = len(runs_b) == 1 and b in BASE_COLUMNS
+    if shared_a and not shared_b:
+        pairs = [(runs_a[0], run) for run in runs_b]
+    elif shared_b and not shared_a:
+        pairs = [(run, runs_b[0]) for run in runs_a]
+    else:
+        by_seed = {run.get("repeat", 0): run for run in runs_b}
+        pairs = [
+            (run, by_seed[run.get("repeat", 0)])
+            for run in runs_a
+            if run.get("repeat", 0) in by_seed
+        ]
+    if not pairs or any("outcomes" not in x or "outcomes" not in y for x, y in pairs):
         return None
-    return left[0], right[0], left[1], runs_a[0]["metric"], repeats
+    if any(x["golds"] != y["golds"] for x, y in pairs):
+        return None
+    left = [o for x, _ in pairs for o in x["outcomes"]]
+    right = [o for _, y in pairs for o in y["outcomes"]]
+    golds = [g for x, _ in pairs for g in x["golds"]]
+    return left, right, golds, runs_a[0]["metric"], len(pairs)
 
 
 def paired(
@@ -196,6 +198,36 @@ def column_table(grouped: dict[str, dict[str, list[dict]]], columns: list[str]) 
         shown = [show_score(grouped[t][column]) if column in grouped[t] else "—" for t in tasks]
         lines.append(f"| {column} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
+
+
+def repeats_table(grouped: dict[str, dict[str, list[dict]]], reference: str | None = None) -> str:
+    """A row per repeated column: its headline value in each repeat and, in brackets, the
+    difference from its reference's repeat with the same seed (TiTok of its setting, or
+    `reference`): whether the repeats agree, which a mean ± error hides."""
+    repeats = sorted(
+        {run.get("repeat", 0) for row in grouped.values() for runs in row.values() for run in runs}
+    )
+    lines = [
+        "| task | column | " + " | ".join(f"repeat {r + 1}" for r in repeats) + " |",
+        "|---|---" + "|---:" * len(repeats) + "|",
+    ]
+    for task, row in grouped.items():
+        for column, runs in row.items():
+            if len(runs) < 2:
+                continue
+            against = reference or (REFERENCE + QUERIES if column.endswith(QUERIES) else REFERENCE)
+            others = {run.get("repeat", 0): run["value"] for run in row.get(against, [])}
+            values = {run.get("repeat", 0): run["value"] for run in runs}
+            shown = []
+            for r in repeats:
+                if r not in values:
+                    shown.append("—")
+                elif column != against and r in others:
+                    shown.append(f"{values[r]:.3f} ({values[r] - others[r]:+.3f})")
+                else:
+                    shown.append(f"{values[r]:.3f}")
+            lines.append(f"| {task} | {column} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def gain_table(grouped: dict[str, dict[str, list[dict]]], methods: list[str]) -> str:
@@ -337,6 +369,14 @@ def render_markdown(cells: list[dict], reference: str | None = None) -> str:
     ]
     if len(columns) > len(grouped):
         parts += ["The same, a row per column:", column_table(grouped, columns)]
+    per_repeat = repeats_table(grouped, reference)
+    if per_repeat:
+        parts += [
+            "Each repeat (pipeline seeds seed, seed + 1, …) on the headline metric; in brackets "
+            f"the difference from {reference or 'TiTok of the same setting'} in the repeat with "
+            "the same seed:",
+            per_repeat,
+        ]
     if methods:  # a screen has no transplant to gain anything
         parts += [
             "Gain over the target vanilla on the headline metric (transfer efficiency):",
