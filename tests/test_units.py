@@ -14,10 +14,10 @@ from titok.data import Example, pick_seeds, read_bbh, read_seeds, split
 from titok.errors import ConfigError, DataError
 from titok.select import rank_samples, top_k_mask
 from titok.synth import DiversityFilter
+from titok.tasks import default_data_dir
 from titok.train import TrainExample, collate, weighted_nll
 
 REQUIRED = {"source_base": "a", "source_adapter": "b", "target_base": "c", "seeds": "d"}
-BBH = "../shared/data/bbh"
 
 
 def test_flags_override_yaml_override_defaults(tmp_path):
@@ -90,7 +90,7 @@ def test_seed_file_errors_name_file_and_line(tmp_path):
 
 
 def test_split_is_deterministic_disjoint_and_seeds_come_from_train():
-    examples = read_bbh(f"{BBH}/navigate.json")
+    examples = read_bbh(default_data_dir() / "bbh" / "navigate.json")
     train, test = split(examples, 0.1, seed=0)
     assert (train, test) == split(examples, 0.1, seed=0)
     assert len(train) + len(test) == len(examples) and len(test) == 25
