@@ -16,14 +16,9 @@ import re
 import sys
 from pathlib import Path
 
-from titok.bench_report import load_cells, render_markdown, with_columns
+from titok.bench_report import MARKDOWN_TABLE, QUOTED_BENCH, render_quoted
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(
-    r"(<!-- bench: (\S+)(?: columns=(\S+?))?(?: reference=(\S+?))? -->\n)(.*?)(<!-- /bench -->)",
-    re.S,
-)
-TABLE = re.compile(r"((?:^\|.*\|\n)+)", re.M)
 
 
 def first_cell(row: str) -> str:
@@ -35,7 +30,7 @@ def refreshed(table: str, rendered: str) -> str | None:
     if table in rendered:
         return table
     header, *rows = table.splitlines(keepends=True)
-    for candidate in TABLE.findall(rendered):
+    for candidate in MARKDOWN_TABLE.findall(rendered):
         new_header, *new_rows = candidate.splitlines(keepends=True)
         if new_header != header:
             continue
@@ -56,11 +51,8 @@ def main(argv: list[str]) -> int:
         def refresh_block(match: re.Match[str], page: Path = page) -> str:
             nonlocal failures
             opening, folder, columns, reference, block, closing = match.groups()
-            cells = load_cells(Path(sources.get(folder, ROOT / folder)))
-            if columns:
-                cells = with_columns(cells, columns.split(","))
-            rendered = render_markdown(cells, reference or None)
-            for table in TABLE.findall(block):
+            rendered = render_quoted(Path(sources.get(folder, ROOT / folder)), columns, reference)
+            for table in MARKDOWN_TABLE.findall(block):
                 new = refreshed(table, rendered)
                 if new is None:
                     failures += 1
@@ -69,7 +61,7 @@ def main(argv: list[str]) -> int:
                     block = block.replace(table, new)
             return opening + block + closing
 
-        new_text = BLOCK.sub(refresh_block, text)
+        new_text = QUOTED_BENCH.sub(refresh_block, text)
         if new_text != text:
             page.write_text(new_text)
             print(f"refreshed {page.relative_to(ROOT)}")

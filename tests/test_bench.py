@@ -12,6 +12,8 @@ import pytest
 from tests.common import run_titok
 from titok.bench import LEGACY_SYNTH, Bench, BenchSettings, screen_tasks, write_report
 from titok.bench_report import (
+    MARKDOWN_TABLE,
+    QUOTED_BENCH,
     column_table,
     comparison_table,
     gain_table,
@@ -19,9 +21,9 @@ from titok.bench_report import (
     k_sweep_chart,
     load_cells,
     render_markdown,
+    render_quoted,
     screen_table,
     transfer_efficiency,
-    with_columns,
 )
 from titok.config import PAPER_SELECTION, TrainConfig
 from titok.errors import ConfigError
@@ -255,17 +257,12 @@ def test_documented_tables_are_rendered_from_committed_cells():
     pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
     readme_blocks = re.findall(r"<!-- bench: (\S+)(?: [^>]+?)? -->", pages[0].read_text())
     assert readme_blocks, "the README shows no committed bench results"
+    assert len(QUOTED_BENCH.findall(pages[0].read_text())) == len(readme_blocks)
     for page in pages:
         text = page.read_text()
-        marked = (
-            r"<!-- bench: (\S+)(?: columns=(\S+?))?(?: reference=(\S+?))? -->\n(.*?)<!-- /bench -->"
-        )
-        for folder, columns, reference, block in re.findall(marked, text, re.S):
-            cells = load_cells(root / folder)
-            if columns:
-                cells = with_columns(cells, columns.split(","))
-            rendered = render_markdown(cells, reference or None)
-            tables = re.findall(r"((?:^\|.*\|\n)+)", block, re.M)
+        for _, folder, columns, reference, block, _ in QUOTED_BENCH.findall(text):
+            rendered = render_quoted(root / folder, columns, reference)
+            tables = MARKDOWN_TABLE.findall(block)
             assert tables, f"{page.name}: {folder}"
             for table in tables:
                 assert table in rendered, (

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -126,10 +127,7 @@ def paired(
 ) -> Difference | None:
     """metric(a) − metric(b) on `task`, with its paired bootstrap interval."""
     pair = _pair(grouped[task], a, b)
-    if pair is None:
-        return None
-    *scores, repeats = pair
-    return paired_difference(*scores, runs=repeats)
+    return None if pair is None else paired_difference(*pair)
 
 
 def pooled(grouped: dict[str, dict[str, list[dict]]], a: str, b: str) -> Difference | None:
@@ -303,7 +301,7 @@ def knowledge_to_move(row: dict[str, list[dict]]) -> tuple[Difference | None, fl
     if "source base" not in row or "source expert" not in row:
         return None
     pair = _pair(row, "source expert", "source base")
-    difference = None if pair is None else paired_difference(*pair[:4], runs=pair[4])
+    difference = None if pair is None else paired_difference(*pair)
     expert, stderr, _ = summary(row["source expert"])
     margin = expert - (chance_of(row) or 0.0)
     # no spread (a constant answer scores exactly chance): only a margin above chance counts
@@ -424,6 +422,24 @@ def render_markdown(cells: list[dict], reference: str | None = None) -> str:
     if failed:
         parts.append("Failed cells: " + ", ".join(failed))
     return "\n\n".join(parts) + "\n"
+
+
+# A bench table quoted in the README or docs/: `<!-- bench: DIR [columns=a,b] [reference=c] -->`,
+# the tables, `<!-- /bench -->`; each table must be one `titok bench --render DIR [--columns a,b]
+# [--reference c]` prints (a test checks it; scripts/refresh_bench_tables.py rewrites them).
+QUOTED_BENCH = re.compile(
+    r"(<!-- bench: (\S+)(?: columns=(\S+?))?(?: reference=(\S+?))? -->\n)(.*?)(<!-- /bench -->)",
+    re.S,
+)
+MARKDOWN_TABLE = re.compile(r"((?:^\|.*\|\n)+)", re.M)
+
+
+def render_quoted(folder: Path, columns: str | None, reference: str | None) -> str:
+    """What `titok bench --render folder [--columns …] [--reference …]` prints, for a quote."""
+    cells = load_cells(folder)
+    if columns:
+        cells = with_columns(cells, columns.split(","))
+    return render_markdown(cells, reference or None)
 
 
 def bar_chart(cells: list[dict], path: Path) -> None:

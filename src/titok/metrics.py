@@ -217,8 +217,8 @@ def paired_difference(
     b: Sequence[float],
     golds: Sequence[str],
     metric: str = BALANCED,
-    *,
     runs: int = 1,
+    *,
     resamples: int = 2000,
     seed: int = 0,
 ) -> Difference:
