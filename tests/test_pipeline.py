@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
@@ -113,6 +115,38 @@ def test_rerun_skips_finished_stages_and_a_changed_k_reruns_from_align(finished_
     assert ran == {"select", "align", "train"}
     for row in rows(root / "target.jsonl"):
         assert sum(row["target_mask"]) == max(1, math.floor(0.3 * (len(row["target_ids"]) - 1))) + 1
+
+
+def test_a_stage_a_sibling_is_computing_is_waited_for_and_adopted(tiny_models, tmp_path):
+    """Two bench jobs on one task: titok's holds the synth lock, KD's waits on it and adopts
+    the pool rather than drawing the same pool beside it."""
+    folder = tmp_path / "task"
+    first = make_run(tiny_models, folder / "titok")
+    second = make_run(tiny_models, folder / "kd", method="kd")
+    synth = first.fingerprints["synth"]
+    assert second.fingerprints["synth"] == synth
+    locks = folder / ".locks"
+    locks.mkdir()
+
+    def siblings() -> list[Path]:
+        return [folder / "titok"]
+
+    holder = FileLock(locks / f"{synth}.lock")
+    holder.acquire()
+    finished: list[Path] = []
+    waiting = threading.Thread(
+        target=lambda: finished.append(second.run_all_sharing(siblings, locks))
+    )
+    waiting.start()
+    try:
+        first.run_stage(first.stage("synth"))  # while KD's job waits for the lock
+    finally:
+        holder.release()
+    waiting.join(timeout=600)
+    assert not waiting.is_alive() and finished and finished[0].is_dir()
+    kd_synth = json.loads((folder / "kd" / "stages" / "synth.json").read_text())
+    assert kd_synth["adopted_from"] == str(folder / "titok")
+    assert second.timings["synth"] == 0.0
 
 
 @pytest.mark.parametrize("method", ["titok", "tuneshift-kd"])

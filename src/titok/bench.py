@@ -415,11 +415,15 @@ class Bench:
                         config.queries = str(queries)
                     run = new_run(config, folder / slug(name))
                     run.save_config()
-                    siblings = [d for d in folder.iterdir() if d.is_dir() and d != run.run_dir.root]
-                    adopted = run.adopt_finished(siblings)
-                    if adopted:
-                        log.info("%s / %s: reusing %s", task_name, name, ", ".join(adopted))
-                    return run.run_all()
+
+                    def siblings(own: Path = run.run_dir.root) -> list[Path]:
+                        return [
+                            d
+                            for d in folder.iterdir()
+                            if d.is_dir() and d != own and not d.name.startswith(".")
+                        ]
+
+                    return run.run_all_sharing(siblings, folder / ".locks")
 
                 self.run_cell(
                     task_name,

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import yaml
+from filelock import FileLock
 from peft import PeftModel
 from pydantic import ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -303,6 +304,23 @@ class Run:
             self.run_dir.adopt(donor, stage.name, stage.outputs)
             adopted.append(stage.name)
         return adopted
+
+    def run_all_sharing(self, siblings: Callable[[], list[Path]], locks: Path) -> Path:
+        """`run_all`, sharing stages with sibling run directories that other processes fill.
+
+        Each stage runs under a file lock named by its fingerprint: a process that needs a stage
+        another is computing waits for it and adopts the result instead of computing it again
+        (titok and KD draw the same synthetic pool; two bench jobs started together would each
+        write it). A killed holder releases its lock with its process.
+        """
+        locks.mkdir(parents=True, exist_ok=True)
+        for stage in self.stages:
+            with FileLock(locks / f"{self.fingerprints[stage.name]}.lock"):
+                adopted = self.adopt_finished(siblings())
+                if adopted:
+                    log.info("reusing %s from a sibling run", ", ".join(adopted))
+                self.run_stage(stage)
+        return self.run_dir.path("adapter")
 
     def run_all(self) -> Path:
         """Every stage of the method in order (finished ones skipped); the adapter directory."""
