@@ -44,8 +44,8 @@ def tiny_settings(tiny_models, out):
         synth=LEGACY_SYNTH.model_copy(
             update={"max_query_tokens": 8, "max_answer_tokens": 4, "batch_size": 8}
         ),
-        real_train=TrainConfig(epochs=0.1, batch_size=8),
-        transplant_train=TrainConfig(epochs=1, batch_size=2),
+        real_train=TrainConfig(r=8, alpha=8, lr=5e-5, epochs=0.1, batch_size=8),
+        transplant_train=TrainConfig(r=8, alpha=8, lr=5e-5, epochs=1, batch_size=2),
     )
 
 
@@ -467,3 +467,9 @@ def test_the_cli_refuses_to_overwrite_cells_of_another_dtype(tiny_models, tmp_pa
     assert done.returncode == 2, done.stderr
     assert "this run computes in float32" in done.stderr and "auto" not in done.stderr
     assert cell.read_text() == before and sorted(bench.cells_dir.iterdir()) == [cell]
+
+
+def test_a_bench_with_training_left_to_a_preset_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="transplant_train leaves lr, batch_size to its preset"):
+        Bench(BenchSettings(out=tmp_path, transplant_train=TrainConfig(r=8, alpha=8, epochs=1)))
+    assert not (tmp_path / "cells").exists()

@@ -82,6 +82,22 @@ def test_transplant_writes_a_loadable_adapter_with_a_model_card(finished_run, ti
     assert "titok" in card and "plain template" in card
 
 
+def test_train_settings_left_to_the_preset_are_saved_sized_for_the_target(finished_run):
+    import yaml
+
+    saved = yaml.safe_load((finished_run.run_dir.root / "config.yaml").read_text())["train"]
+    # the tiny target has under 200M parameters: preset auto chose "tiny"; lr and epochs were set
+    assert {k: saved[k] for k in ("preset", "r", "alpha", "lr", "epochs")} == {
+        "preset": "tiny",
+        "r": 16,
+        "alpha": 32.0,
+        "lr": 1e-3,
+        "epochs": 1,
+    }
+    card = (finished_run.run_dir.path("adapter") / "README.md").read_text()
+    assert "tiny" in card
+
+
 def test_artifacts_follow_the_selection_rules(finished_run):
     root = finished_run.run_dir.root
     pool, selected, target = (

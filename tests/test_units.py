@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,36 @@ def test_flags_override_yaml_override_defaults(tmp_path):
         0.3,
         10,
         0.001,
-        8,
+        None,  # left to train.preset, sized by the target when the run starts
+    )
+
+
+def test_train_preset_auto_sizes_by_parameter_count_and_keeps_what_is_set():
+    from titok.config import TrainConfig
+
+    def sized(parameters: int, **set_values) -> tuple:
+        train = TrainConfig(**set_values).sized(parameters)
+        return train.preset, train.r, train.alpha, train.lr, train.epochs, train.batch_size
+
+    assert sized(134_515_008) == ("tiny", 16, 32.0, 1e-3, 12.0, 8)  # SmolLM2-135M
+    assert sized(268_098_176) == ("small", 16, 32.0, 1e-3, 6.0, 8)  # Gemma-3-270M
+    assert sized(7_000_000_000) == ("paper", 8, 8.0, 5e-5, 2.0, 4)
+    assert sized(134_515_008, lr=1e-4) == ("tiny", 16, 32.0, 1e-4, 12.0, 8)
+    assert TrainConfig(preset="paper").sized() == TrainConfig(
+        preset="paper", r=8, alpha=8, lr=5e-5, epochs=2, batch_size=4
+    )
+    fixed = TrainConfig(r=4, alpha=4, lr=1e-2, epochs=1, batch_size=2)
+    assert fixed.sized(7_000_000_000) is fixed  # nothing left to the preset
+    with pytest.raises(ConfigError, match="lr, epochs, batch_size are unset"):
+        TrainConfig(r=4, alpha=4).result_settings()
+    # the preset only chooses values: the same values set by hand hash the same, so results
+    # made before the preset existed are still found finished (the bench's knowledge-task
+    # training is the preset "small")
+    from titok.bench import BenchSettings
+
+    assert (
+        TrainConfig().sized(268_098_176).result_settings()
+        == BenchSettings(out=Path("x")).facts_train.result_settings()
     )
 
 

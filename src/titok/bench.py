@@ -205,6 +205,12 @@ class BenchSettings:
 
 class Bench:
     def __init__(self, settings: BenchSettings) -> None:
+        for name in ("real_train", "facts_train", "transplant_train"):
+            if unset := getattr(settings, name).unset():
+                raise ConfigError(
+                    f"bench setting {name} leaves {', '.join(unset)} to its preset: a bench "
+                    "compares methods at training settings it states, so set them in full"
+                )
         self.settings = settings
         self.cells_dir = settings.out / "cells"
         self.cells_dir.mkdir(parents=True, exist_ok=True)

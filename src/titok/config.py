@@ -209,20 +209,61 @@ class SelectConfig(_Settings):
     )
 
 
+# Where the train settings left unset come from (`TrainConfig.preset`). "paper": the paper's,
+# for 7B–8B targets (not measured by titok: no GPU here). "small" and "tiny": measured on the
+# bundled 270M and 135M targets, where the paper's settings barely move the LoRA
+# (docs/methods.md#training-the-target-the-papers-settings-and-small-models).
+TRAIN_PRESETS: dict[str, dict[str, float]] = {
+    "paper": {"r": 8, "alpha": 8.0, "lr": 5e-5, "epochs": 2.0, "batch_size": 4},
+    "small": {"r": 16, "alpha": 32.0, "lr": 1e-3, "epochs": 6.0, "batch_size": 8},
+    "tiny": {"r": 16, "alpha": 32.0, "lr": 1e-3, "epochs": 12.0, "batch_size": 8},
+}
+# `preset: auto` by the target's parameter count: "tiny" below the first bound, "small" below
+# the second, "paper" from there on. Both bounds sit between measured sizes (135M, 270M; 7B for
+# the paper), not at measured turning points.
+TINY_BELOW = 200_000_000
+SMALL_BELOW = 1_000_000_000
+SIZED_FIELDS = ("r", "alpha", "lr", "epochs", "batch_size")
+
+
+def preset_for(parameters: int) -> str:
+    """The preset `auto` picks for a model of `parameters` parameters."""
+    if parameters < TINY_BELOW:
+        return "tiny"
+    return "small" if parameters < SMALL_BELOW else "paper"
+
+
 class TrainConfig(_Settings):
     """SPEC §2.5: a fresh LoRA on the frozen target, NLL on the selected tokens only."""
 
-    r: int = Field(8, ge=1, description="LoRA rank.")
-    alpha: float = Field(8.0, gt=0.0, description="LoRA alpha (scaling = alpha / r).")
+    preset: Literal["auto", "paper", "small", "tiny"] = Field(
+        "auto",
+        description="Where r, alpha, lr, epochs and batch_size come from when they are not "
+        "set: 'paper' (r 8, alpha 8, lr 5e-5, 2 epochs, batch 4: the paper's, for 7B–8B "
+        "targets), 'small' (r 16, alpha 32, lr 1e-3, 6 epochs, batch 8: measured on a 270M "
+        "target), 'tiny' (as small, 12 epochs: measured on a 135M target), 'auto' (by the "
+        "model's parameter count: tiny under 200M, small under 1B, paper from 1B). The run saves "
+        "the preset used and the values it gave.",
+    )
+    r: int | None = Field(None, ge=1, description="LoRA rank (unset: from the preset).")
+    alpha: float | None = Field(
+        None, gt=0.0, description="LoRA alpha, scaling = alpha / r (unset: from the preset)."
+    )
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
     target_modules: list[str] | Literal["all-linear"] | None = Field(
         "all-linear",
         description="Module names to adapt, 'all-linear' (PEFT's shorthand), or null for PEFT's "
         "default modules for the architecture (the attention projections for most models).",
     )
-    lr: float = Field(5e-5, gt=0.0, description="AdamW learning rate.")
-    epochs: float = Field(2.0, gt=0.0, description="Passes over the training set.")
-    batch_size: int = Field(4, ge=1, description="Sequences per optimizer step.")
+    lr: float | None = Field(
+        None, gt=0.0, description="AdamW learning rate (unset: from the preset)."
+    )
+    epochs: float | None = Field(
+        None, gt=0.0, description="Passes over the training set (unset: from the preset)."
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="Sequences per optimizer step (unset: from the preset)."
+    )
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Linear warm-up share.")
     max_length: int = Field(512, ge=8, description="Prompt + answer tokens kept per sequence.")
@@ -241,14 +282,47 @@ class TrainConfig(_Settings):
         "this many steps; 0 never. A killed run resumes from the newest one.",
     )
 
-    # Settings that change how training runs but not what it produces.
+    # Settings that change how training runs but not what it produces; the preset only
+    # chooses values, which are hashed themselves once sized.
     RUNTIME_ONLY: ClassVar[frozenset[str]] = frozenset(
-        {"checkpoint_every", "gradient_checkpointing"}
+        {"checkpoint_every", "gradient_checkpointing", "preset"}
     )
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that decide the trained adapter (what fingerprints hash)."""
+        self.require_sized()
         return self.model_dump(exclude=set(self.RUNTIME_ONLY))
+
+    def unset(self) -> list[str]:
+        """The sized settings still left to the preset."""
+        return [name for name in SIZED_FIELDS if getattr(self, name) is None]
+
+    def needs_parameters(self) -> bool:
+        """Whether sizing needs the model's parameter count (`auto` with settings left to it)."""
+        return bool(self.unset()) and self.preset == "auto"
+
+    def sized(self, parameters: int | None = None) -> TrainConfig:
+        """A copy with every unset sized setting taken from the preset; `auto` is resolved by
+        `parameters`, the trained model's parameter count, and saved as the preset it chose."""
+        if not self.unset():
+            return self
+        preset = self.preset
+        if preset == "auto":
+            if parameters is None:
+                raise ConfigError("train.preset 'auto' needs the model's parameter count")
+            preset = preset_for(parameters)
+        values = {name: TRAIN_PRESETS[preset][name] for name in self.unset()}
+        for name in ("r", "batch_size"):
+            if name in values:
+                values[name] = int(values[name])
+        return self.model_copy(update={**values, "preset": preset})
+
+    def require_sized(self) -> None:
+        if self.unset():
+            raise ConfigError(
+                f"train settings {', '.join(self.unset())} are unset: size them for the model "
+                "first (TrainConfig.sized)"
+            )
 
 
 class KDConfig(_Settings):

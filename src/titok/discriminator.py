@@ -61,6 +61,7 @@ def train_discriminator(
     seed: int,
 ) -> tuple[PeftModel, dict[str, float]]:
     """A LoRA classifier (label 1 = real) trained with class-balanced cross-entropy."""
+    config.require_sized()
     data = [(list(s)[: config.max_length], REAL) for s in real]
     data += [(list(s)[: config.max_length], SYNTHETIC) for s in synthetic]
     weights = torch.tensor([len(data) / (2 * len(synthetic)), len(data) / (2 * len(real))])

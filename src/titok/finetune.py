@@ -11,7 +11,7 @@ from pathlib import Path
 from titok.config import TrainConfig
 from titok.data import Example
 from titok.distributed import is_main, main_decides, wait_for_everyone
-from titok.models import load_model, load_tokenizer
+from titok.models import load_model, load_tokenizer, parameter_count
 from titok.precision import DtypeSetting, fingerprint_part
 from titok.prompts import PromptFormat, prompt_format
 from titok.rundir import RunDir, fingerprint
@@ -39,6 +39,8 @@ def train_on_examples(
 ) -> Path:
     """A LoRA on `model_spec` trained on real examples, saved in `folder` (skipped when done)."""
     run_dir = RunDir(folder.parent).create()
+    if config.unset():
+        config = config.sized(parameter_count(model_spec) if config.needs_parameters() else None)
     pairs = [(e.query, e.answer) for e in examples]
     stage_fp = fingerprint(
         "real-data-lora",

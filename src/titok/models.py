@@ -197,6 +197,11 @@ def skeleton(spec: str) -> PreTrainedModel:
         return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(spec)))
 
 
+def parameter_count(spec: str) -> int:
+    """The model's parameter count from its config alone (tied weights counted once)."""
+    return sum(parameter.numel() for parameter in skeleton(spec).parameters())
+
+
 def check_adapter_file(adapter_dir: str | Path) -> dict:
     """The adapter's config is a LoRA and its weights file is readable safetensors."""
     folder = Path(adapter_dir)

@@ -39,6 +39,7 @@ from titok.models import (
     load_model,
     load_tokenizer,
     model_revision,
+    parameter_count,
     skeleton,
 )
 from titok.precision import resolve_dtype
@@ -116,10 +117,44 @@ class Run:
         self.run_dir.write_json(
             RUN_FILE, {"artifact_schema": ARTIFACT_SCHEMA, "titok": __version__}
         )
+        self.size_training()
         self.run_dir.write_text(
             CONFIG_FILE, yaml.safe_dump(self.config.model_dump(), sort_keys=False)
         )
         wait_for_everyone()
+
+    def size_training(self) -> None:
+        """Fill the train settings left to their preset (`train.preset`): the target LoRA's by
+        the target's size, the TransLoRA discriminator's by the source base's. Once per run,
+        before anything is fingerprinted; the saved config holds the values."""
+        c = self.config
+        trained = (
+            ("train", c.train, c.target_base),
+            ("discriminator", c.discriminator.train, c.source_base),
+        )
+        for section, train, model in trained:
+            if not train.unset():
+                continue
+            parameters = parameter_count(model) if train.needs_parameters() else None
+            sized = train.sized(parameters)
+            counted = f" ({parameters / 1e6:.0f}M parameters)" if parameters else ""
+            log.info(
+                "%s: preset %s%s: r %d, alpha %g, lr %g, epochs %g",
+                section,
+                sized.preset,
+                counted,
+                sized.r,
+                sized.alpha,
+                sized.lr,
+                sized.epochs,
+            )
+            if section == "train":
+                c = c.model_copy(update={"train": sized})
+            else:
+                c = c.model_copy(
+                    update={"discriminator": c.discriminator.model_copy(update={"train": sized})}
+                )
+        self.config = c
 
     def preflight(self) -> None:
         """Read every input that can be checked cheaply, so a bad one fails before any work."""
@@ -239,6 +274,7 @@ class Run:
 
         Computed once per run (the synth stage's settings hash the adapter's weights).
         """
+        self.size_training()
         result: dict[str, str] = {}
         previous = None
         for stage in self.stages:

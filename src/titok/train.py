@@ -218,6 +218,7 @@ class LossLogits:
 
 
 def lora_config(config: TrainConfig) -> LoraConfig:
+    config.require_sized()
     return LoraConfig(
         r=config.r,
         lora_alpha=config.alpha,
@@ -274,6 +275,7 @@ def fit(
     leaves the last good checkpoint in place. Under several processes (`titok.distributed`) the
     model runs data-parallel through `accelerate`: each process takes its share of every batch.
     """
+    config.require_sized()
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -378,7 +380,10 @@ def train_lora(
     """Train a new LoRA on `model` (frozen) and return the PEFT model and training figures.
 
     Examples with a teacher are trained with `distill_loss` at `kl_weight`; others with NLL.
+    Settings left to `config.preset` are sized by `model`'s parameter count.
     """
+    if config.unset():
+        config = config.sized(sum(p.numel() for p in model.parameters()))
     data = [_truncate(ex, config.max_length) for ex in examples]
     data = [ex for ex in data if sum(ex.weights) > 0]
     if not data:
