@@ -215,6 +215,25 @@ def test_repeats_pair_by_seed_and_each_repeat_is_shown():
     assert "| a | titok | 0.500 | 0.900 | 0.500 |" in text
 
 
+def test_repeats_on_other_test_examples_are_not_compared():
+    outcomes = [1, 0] * 20
+    other = fake_cell("a", "titok", outcomes, repeat=1)
+    other["golds"] = ["No", "Yes"] * 20  # a hand-assembled folder: another test split
+    kd_other = fake_cell("a", "kd", outcomes, repeat=1)
+    kd_other["golds"] = other["golds"]
+    cells = [
+        fake_cell("a", "target vanilla", outcomes),
+        fake_cell("a", "titok", outcomes),
+        other,
+        fake_cell("a", "kd", outcomes),
+        kd_other,
+    ]
+    text = render_markdown(cells)  # before: PairedRuns raised ValueError on such a folder
+    against_titok = text.split("| task | kd − titok |")[1].split("\n\n")[0]
+    assert "| a | — |" in against_titok
+    assert "| titok − target vanilla | — |" in text
+
+
 @pytest.mark.parametrize("bad", [["--test-frac", "1.5"], ["--repeats", "0"]])
 def test_bench_refuses_bad_settings(bad, tmp_path):
     done = run_titok("bench", "--out", str(tmp_path / "b"), *bad)

@@ -114,7 +114,8 @@ def _pair(
         ]
     if not pairs or any("outcomes" not in x or "outcomes" not in y for x, y in pairs):
         return None
-    if any(x["golds"] != y["golds"] for x, y in pairs):
+    # every pair on one set of test examples: repeats on other examples are not paired runs
+    if any(x["golds"] != y["golds"] or x["golds"] != pairs[0][0]["golds"] for x, y in pairs):
         return None
     left = [o for x, _ in pairs for o in x["outcomes"]]
     right = [o for _, y in pairs for o in y["outcomes"]]
