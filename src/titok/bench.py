@@ -146,6 +146,14 @@ def ablations() -> list[Variant]:
         # shown at the bench's 6 facts epochs): both methods, so the comparison stays paired.
         Variant("titok:epochs=12", "titok", {"train": {"epochs": 12}}),
         Variant("kd:epochs=12", "kd", {"train": {"epochs": 12}}),
+        # rule:0's transplants lean on one guild at 12 epochs: does an even share per answer
+        # class in the kept samples (class-uniform, a no-op at 6 epochs where nothing arrives)
+        # spread what arrives?
+        Variant(
+            "titok:class-uniform+epochs=12",
+            "titok",
+            {"select": {"class_balance": "uniform"}, "train": {"epochs": 12}},
+        ),
         # KD from the same writer as titok:base-writes (the source base writes, the expert
         # answers): a paired comparison where the expert itself writes no task's questions
         Variant("kd:base-writes", "kd", {"synth": {"writer_scale": 0.0}}),
