@@ -301,6 +301,25 @@ def test_the_documented_facts_coverage_is_the_committed_one():
     assert block.group(1).strip() in (root / "results/facts/facts_coverage.md").read_text()
 
 
+def test_the_suite_table_is_what_the_committed_cells_give():
+    """results/suite/results.md, and its copy in the README, are benchmarks/suite.py's output."""
+    import importlib.util
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("suite", root / "benchmarks" / "suite.py")
+    assert spec and spec.loader
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    table = suite.render(yaml.safe_load((root / "results/suite/suite.yaml").read_text()))
+    assert table in (root / "results/suite/results.md").read_text()
+    readme = (root / "README.md").read_text()
+    block = re.search(r"<!-- suite -->\n(.*?)<!-- /suite -->", readme, re.S)
+    assert block and block.group(1).strip() == table.strip()
+
+
 def test_external_query_columns_and_the_facts_settings(tmp_path):
     settings = BenchSettings(
         out=tmp_path, methods=["titok", "kd", "kd-5shot"], external_queries=True

@@ -90,7 +90,7 @@ def summary(runs: list[dict]) -> tuple[float, float, int]:
     return float(np.mean(values)), stderr, len(values)
 
 
-def _pair(
+def paired_runs(
     columns: dict[str, list[dict]], a: str, b: str
 ) -> tuple[list[float], list[float], list[str], str, int] | None:
     """(outcomes of a, outcomes of b, golds, metric, repeats) with repeats paired by seed (the
@@ -127,13 +127,13 @@ def paired(
     grouped: dict[str, dict[str, list[dict]]], task: str, a: str, b: str
 ) -> Difference | None:
     """metric(a) − metric(b) on `task`, with its paired bootstrap interval."""
-    pair = _pair(grouped[task], a, b)
+    pair = paired_runs(grouped[task], a, b)
     return None if pair is None else paired_difference(*pair)
 
 
 def pooled(grouped: dict[str, dict[str, list[dict]]], a: str, b: str) -> Difference | None:
     """The mean over tasks of metric(a) − metric(b), bootstrap stratified by task."""
-    parts = [_pair(columns, a, b) for columns in grouped.values()]
+    parts = [paired_runs(columns, a, b) for columns in grouped.values()]
     if not parts or any(part is None for part in parts):
         return None
     return pooled_difference(parts)  # type: ignore[arg-type]
@@ -301,7 +301,7 @@ def knowledge_to_move(row: dict[str, list[dict]]) -> tuple[Difference | None, fl
     """
     if "source base" not in row or "source expert" not in row:
         return None
-    pair = _pair(row, "source expert", "source base")
+    pair = paired_runs(row, "source expert", "source base")
     difference = None if pair is None else paired_difference(*pair)
     expert, stderr, _ = summary(row["source expert"])
     margin = expert - (chance_of(row) or 0.0)

@@ -1,0 +1,92 @@
+"""Does titok's default beat KD over a whole suite? One paired comparison pooled across benches.
+
+    python benchmarks/suite.py results/suite            # writes results/suite/results.md
+
+A bench directory pools its tasks only over columns of one name; the suite of the
+answer-collapse issue mixes tasks whose comparable columns differ (external queries on the
+knowledge task, data-free on the skill task, a training length per target) and sit in
+different bench directories. `suite.yaml` in the folder names, for every task, the bench
+directory, the two columns (TiTok and KD, trained alike) and whether the task was used to
+choose titok's defaults (`role: choose`) or only to confirm them (`role: confirm`). This script
+reads the committed cells and prints KD − TiTok per task and pooled (a bootstrap over test
+examples and repeats, stratified by task, as the bench's pooled column), over the whole suite
+and over the confirming tasks alone: a default chosen on a task is not evidence on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from titok.bench_report import group, load_cells, paired_runs, show_difference, summary
+from titok.metrics import paired_difference, pooled_difference
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compare(entry: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(paired runs of KD against TiTok, the row's figures) for one suite entry."""
+    columns = group(load_cells(ROOT / entry["bench"]))[entry["task"]]
+    pair = paired_runs(columns, entry["kd"], entry["titok"])
+    if pair is None:
+        raise SystemExit(
+            f"{entry['bench']} {entry['task']}: no paired runs of {entry['kd']} and "
+            f"{entry['titok']}"
+        )
+    titok, _, repeats = summary(columns[entry["titok"]])
+    kd, _, _ = summary(columns[entry["kd"]])
+    return pair, {"titok": titok, "kd": kd, "repeats": repeats}
+
+
+def render(suite: dict[str, Any]) -> str:
+    rows, parts, confirming = [], [], []
+    for entry in suite["tasks"]:
+        pair, figures = compare(entry)
+        parts.append(pair)
+        if entry["role"] == "confirm":
+            confirming.append(pair)
+        rows.append(
+            f"| {entry['task']} | {entry['role']} | {entry['setting']} | `{entry['titok']}` | "
+            f"{figures['repeats']} | {figures['titok']:.3f} | {figures['kd']:.3f} | "
+            f"{show_difference(paired_difference(*pair))} |"
+        )
+    whole = pooled_difference(parts)
+    confirmed = pooled_difference(confirming) if confirming else None
+    head = (
+        "| task | role | setting | titok column | repeats | titok | KD | KD − titok |\n"
+        "|---|---|---|---|---:|---:|---:|---:|"
+    )
+    pooled = [
+        f"| **pooled, every task** | | | | | | | {show_difference(whole)} |",
+        f"| **pooled, confirming tasks** | | | | | | | {show_difference(confirmed)} |",
+    ]
+    return "\n".join([head, *rows, *pooled]) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="a folder with suite.yaml")
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    args = parser.parse_args()
+    suite = yaml.safe_load((args.folder / "suite.yaml").read_text())
+    table = render(suite)
+    out = args.folder / "results.md"
+    if args.check:
+        raise SystemExit(0 if out.is_file() and table in out.read_text() else 1)
+    print(table, end="")
+    text = (
+        f"# {suite['title']}\n\n"
+        "Made with `python benchmarks/suite.py "
+        f"{args.folder}` from the committed cells the suite names ([suite.yaml](suite.yaml)); "
+        "KD − titok with its 95% bootstrap interval over the test examples and the repeats "
+        "(paired by seed); pooled: the mean over tasks, bootstrap stratified by task; "
+        "`*`: the interval excludes 0.\n\n" + table
+    )
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
