@@ -108,6 +108,7 @@ class Run:
     def save_config(self, overwrite: bool = False) -> None:
         """Check the inputs, claim the run directory, and write the resolved settings into it."""
         self.preflight()
+        self.size_training()  # reads the target's config: may fail, so before any write
         if overwrite and is_main() and self.run_dir.path(CONFIG_FILE).is_file():
             shutil.rmtree(self.run_dir.root)
         wait_for_everyone()  # nobody checks a directory the main process is still removing
@@ -117,7 +118,6 @@ class Run:
         self.run_dir.write_json(
             RUN_FILE, {"artifact_schema": ARTIFACT_SCHEMA, "titok": __version__}
         )
-        self.size_training()
         self.run_dir.write_text(
             CONFIG_FILE, yaml.safe_dump(self.config.model_dump(), sort_keys=False)
         )
