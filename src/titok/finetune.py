@@ -38,9 +38,9 @@ def train_on_examples(
     dtype: DtypeSetting = "auto",
 ) -> Path:
     """A LoRA on `model_spec` trained on real examples, saved in `folder` (skipped when done)."""
-    run_dir = RunDir(folder.parent).create()
     if config.unset():
         config = config.sized(parameter_count(model_spec) if config.needs_parameters() else None)
+    run_dir = RunDir(folder.parent).create()
     pairs = [(e.query, e.answer) for e in examples]
     stage_fp = fingerprint(
         "real-data-lora",
