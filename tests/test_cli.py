@@ -38,3 +38,24 @@ def test_stage_on_a_directory_that_is_not_a_run(tmp_path):
 def test_methods_lists_titok():
     result = titok("methods")
     assert result.returncode == 0 and "titok" in result.stderr + result.stdout
+
+
+def test_a_train_preset_that_does_not_exist_is_named_with_the_choices(tmp_path):
+    result = titok(
+        "transplant",
+        "--out",
+        str(tmp_path / "run"),
+        "--source-base",
+        "a",
+        "--source-adapter",
+        "b",
+        "--target-base",
+        "c",
+        "--seeds",
+        "d",
+        "--train-preset",
+        "huge",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "train.preset" in result.stderr and "'tiny'" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()

@@ -159,6 +159,13 @@ def transplant(
     kl_weight: Annotated[
         float | None, typer.Option(help="KD methods: weight of the KL term (kd.kl_weight).")
     ] = None,
+    train_preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Target LoRA training when not set in --config: auto (by the target's size; "
+            "default), tiny, small or paper (train.preset)."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     dtype: Annotated[
         str | None,
@@ -186,6 +193,7 @@ def transplant(
         "select": {"k": k, "m": m, "rank_by": rank_by},
         "synth": {"pool_factor": pool_factor, "query_writer": query_writer},
         "kd": {"kl_weight": kl_weight},
+        "train": {"preset": train_preset},
     }
     settings = build_config(TransplantConfig, config, flags)
     run = new_run(settings, out)
