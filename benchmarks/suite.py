@@ -16,6 +16,7 @@ and over the confirming tasks alone: a default chosen on a task is not evidence 
 from __future__ import annotations
 
 import argparse
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,15 @@ from titok.metrics import paired_difference, pooled_difference
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@cache
+def bench_cells(bench: str) -> dict[str, dict[str, list[dict]]]:
+    """A bench directory's finished cells, task -> column -> repeats (read once per directory)."""
+    return group(load_cells(ROOT / bench))
+
+
 def compare(entry: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """(paired runs of KD against TiTok, the row's figures) for one suite entry."""
-    columns = group(load_cells(ROOT / entry["bench"]))[entry["task"]]
+    columns = bench_cells(entry["bench"])[entry["task"]]
     pair = paired_runs(columns, entry["kd"], entry["titok"])
     if pair is None:
         raise SystemExit(
@@ -69,13 +76,10 @@ def render(suite: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a folder with suite.yaml")
-    parser.add_argument("--check", action="store_true", help="compare, do not write")
     args = parser.parse_args()
     suite = yaml.safe_load((args.folder / "suite.yaml").read_text())
     table = render(suite)
     out = args.folder / "results.md"
-    if args.check:
-        raise SystemExit(0 if out.is_file() and table in out.read_text() else 1)
     print(table, end="")
     text = (
         f"# {suite['title']}\n\n"

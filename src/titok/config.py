@@ -213,7 +213,7 @@ class SelectConfig(_Settings):
 # for 7B–8B targets (not measured by titok: no GPU here). "small" and "tiny": measured on the
 # bundled 270M and 135M targets, where the paper's settings barely move the LoRA
 # (docs/methods.md#training-the-target-the-papers-settings-and-small-models).
-TRAIN_PRESETS: dict[str, dict[str, float]] = {
+TRAIN_PRESETS: dict[str, dict[str, int | float]] = {
     "paper": {"r": 8, "alpha": 8.0, "lr": 5e-5, "epochs": 2.0, "batch_size": 4},
     "small": {"r": 16, "alpha": 32.0, "lr": 1e-3, "epochs": 6.0, "batch_size": 8},
     "tiny": {"r": 16, "alpha": 32.0, "lr": 1e-3, "epochs": 12.0, "batch_size": 8},
@@ -312,9 +312,6 @@ class TrainConfig(_Settings):
                 raise ConfigError("train.preset 'auto' needs the model's parameter count")
             preset = preset_for(parameters)
         values = {name: TRAIN_PRESETS[preset][name] for name in self.unset()}
-        for name in ("r", "batch_size"):
-            if name in values:
-                values[name] = int(values[name])
         return self.model_copy(update={**values, "preset": preset})
 
     def require_sized(self) -> None:

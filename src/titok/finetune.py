@@ -11,7 +11,7 @@ from pathlib import Path
 from titok.config import TrainConfig
 from titok.data import Example
 from titok.distributed import is_main, main_decides, wait_for_everyone
-from titok.models import load_model, load_tokenizer, parameter_count
+from titok.models import load_model, load_tokenizer, sized_training
 from titok.precision import DtypeSetting, fingerprint_part
 from titok.prompts import PromptFormat, prompt_format
 from titok.rundir import RunDir, fingerprint
@@ -38,8 +38,7 @@ def train_on_examples(
     dtype: DtypeSetting = "auto",
 ) -> Path:
     """A LoRA on `model_spec` trained on real examples, saved in `folder` (skipped when done)."""
-    if config.unset():
-        config = config.sized(parameter_count(model_spec) if config.needs_parameters() else None)
+    config = sized_training(config, model_spec, folder.name)
     run_dir = RunDir(folder.parent).create()
     pairs = [(e.query, e.answer) for e in examples]
     stage_fp = fingerprint(

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from titok import hub
+from titok.config import TrainConfig
 from titok.distributed import device
 from titok.errors import AdapterError, ModelError, did_you_mean
 from titok.precision import DtypeSetting, contiguous_head_input, resolve_dtype
@@ -200,6 +201,21 @@ def skeleton(spec: str) -> PreTrainedModel:
 def parameter_count(spec: str) -> int:
     """The model's parameter count from its config alone (tied weights counted once)."""
     return sum(parameter.numel() for parameter in skeleton(spec).parameters())
+
+
+def sized_training(train: TrainConfig, spec: str, role: str) -> TrainConfig:
+    """`train` with the settings it leaves to its preset filled in; `auto` by the parameter
+    count of `spec`, the model the LoRA trains on (read from its config). Logs what it chose."""
+    if not train.unset():
+        return train
+    parameters = parameter_count(spec) if train.needs_parameters() else None
+    sized = train.sized(parameters)
+    counted = f" ({parameters / 1e6:.0f}M parameters)" if parameters else ""
+    log.info(
+        "%s: preset %s%s: r %d, alpha %g, lr %g, epochs %g",
+        *(role, sized.preset, counted, sized.r, sized.alpha, sized.lr, sized.epochs),
+    )
+    return sized
 
 
 def check_adapter_file(adapter_dir: str | Path) -> dict:

@@ -39,7 +39,7 @@ from titok.models import (
     load_model,
     load_tokenizer,
     model_revision,
-    parameter_count,
+    sized_training,
     skeleton,
 )
 from titok.precision import resolve_dtype
@@ -128,33 +128,11 @@ class Run:
         the target's size, the TransLoRA discriminator's by the source base's. Once per run,
         before anything is fingerprinted; the saved config holds the values."""
         c = self.config
-        trained = (
-            ("train", c.train, c.target_base),
-            ("discriminator", c.discriminator.train, c.source_base),
+        train = sized_training(c.train, c.target_base, "train")
+        judge = c.discriminator.model_copy(
+            update={"train": sized_training(c.discriminator.train, c.source_base, "discriminator")}
         )
-        for section, train, model in trained:
-            if not train.unset():
-                continue
-            parameters = parameter_count(model) if train.needs_parameters() else None
-            sized = train.sized(parameters)
-            counted = f" ({parameters / 1e6:.0f}M parameters)" if parameters else ""
-            log.info(
-                "%s: preset %s%s: r %d, alpha %g, lr %g, epochs %g",
-                section,
-                sized.preset,
-                counted,
-                sized.r,
-                sized.alpha,
-                sized.lr,
-                sized.epochs,
-            )
-            if section == "train":
-                c = c.model_copy(update={"train": sized})
-            else:
-                c = c.model_copy(
-                    update={"discriminator": c.discriminator.model_copy(update={"train": sized})}
-                )
-        self.config = c
+        self.config = c.model_copy(update={"train": train, "discriminator": judge})
 
     def preflight(self) -> None:
         """Read every input that can be checked cheaply, so a bad one fails before any work."""

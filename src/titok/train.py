@@ -218,7 +218,6 @@ class LossLogits:
 
 
 def lora_config(config: TrainConfig) -> LoraConfig:
-    config.require_sized()
     return LoraConfig(
         r=config.r,
         lora_alpha=config.alpha,
