@@ -28,6 +28,7 @@ from peft import PeftModel
 from titok.bench_report import BASE_COLUMNS, render
 from titok.config import (
     PAPER_SELECTION,
+    TRAIN_PRESETS,
     SelectConfig,
     SynthConfig,
     TrainConfig,
@@ -154,6 +155,10 @@ def ablations() -> list[Variant]:
             "titok",
             {"select": {"class_balance": "uniform"}, "train": {"epochs": 12}},
         ),
+        # titok's default training for a target under 200M parameters (train.preset "tiny"),
+        # for the task families whose bench training is not it (BBH, MMLU: 3 epochs, batch 4)
+        Variant("titok:preset=tiny", "titok", {"train": dict(TRAIN_PRESETS["tiny"])}),
+        Variant("kd:preset=tiny", "kd", {"train": dict(TRAIN_PRESETS["tiny"])}),
         # KD from the same writer as titok:base-writes (the source base writes, the expert
         # answers): a paired comparison where the expert itself writes no task's questions
         Variant("kd:base-writes", "kd", {"synth": {"writer_scale": 0.0}}),
