@@ -272,11 +272,22 @@ CASES = [
         r"config\.yaml not found: start the run with `titok transplant",
     ),
     Case(
-        "nothing usable generated",
+        "queries file shorter than select.m",
         transplant_with(
             queries=text_file("q.jsonl", '{"query": "True and False is"}\n'), select__m=50
         ),
-        r"select\.m is 50 but the pool holds 1 usable samples",
+        r"q\.jsonl: 1 distinct query, but select\.m is 50 .*pass --m 1",
+    ),
+    Case(
+        "nothing usable generated",
+        transplant_with(
+            # the tiny random expert answers none of them True or False (the seeds' answers)
+            queries=text_file(
+                "q.jsonl", "".join(f'{{"query": "True and False or {i} is"}}\n' for i in range(4))
+            ),
+            synth__validity=True,
+        ),
+        r"select\.m is 4 but the pool holds 0 usable samples",
     ),
     Case(
         "task name typo",

@@ -139,7 +139,16 @@ class Run:
         c = self.config
         read_seeds(c.seeds)
         if c.queries:
-            read_queries(c.queries)
+            # the expert answers these and nothing else: fewer than M can never fill select
+            queries = read_queries(c.queries)
+            if len(queries) < c.select.m:
+                raise ConfigError(
+                    f"{c.queries}: {len(queries)} distinct "
+                    f"{'query' if len(queries) == 1 else 'queries'}, but select.m is "
+                    f"{c.select.m} and the pool is the queries file: pass --m "
+                    f"{len(queries) // 2 or 1} (half the file leaves room for the filters) "
+                    "or a longer file"
+                )
         if c.discriminator.real:
             read_seeds(c.discriminator.real)
         if c.load_in_4bit:

@@ -129,7 +129,7 @@ def score_body(run: Run) -> dict[str, Any]:
     means = [r["mean_excess"] for r in rows]
     return {
         "samples": len(rows),
-        "mean_excess": round(float(np.mean(means)), 4),
+        "mean_excess": round(float(np.mean(means)), 4) if means else None,  # an empty pool
         "tokens": sum(len(r["excess"]) for r in rows),
     }
 
