@@ -59,3 +59,14 @@ def test_a_train_preset_that_does_not_exist_is_named_with_the_choices(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "train.preset" in result.stderr and "'tiny'" in result.stderr, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_training_flags_reach_the_train_settings(tmp_path):
+    required = ["--source-base", "a", "--source-adapter", "b", "--target-base", "c"]
+    for flag, setting in (("--epochs", "train.epochs"), ("--lr", "train.lr")):
+        result = titok("transplant", "--out", str(tmp_path / "run"), *required, flag, "0")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"'{setting}'" in result.stderr, result.stderr
+    result = titok("transplant", "--out", str(tmp_path / "run"), *required, "--lora-r", "0")
+    assert result.returncode == 2 and "'train.r'" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()

@@ -166,6 +166,17 @@ def transplant(
             "default), tiny, small or paper (train.preset)."
         ),
     ] = None,
+    epochs: Annotated[
+        float | None,
+        typer.Option(help="Target LoRA training epochs (train.epochs; else the preset's)."),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="Target LoRA learning rate (train.lr; else the preset's)."),
+    ] = None,
+    lora_r: Annotated[
+        int | None, typer.Option(help="Target LoRA rank (train.r; else the preset's).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     dtype: Annotated[
         str | None,
@@ -193,7 +204,7 @@ def transplant(
         "select": {"k": k, "m": m, "rank_by": rank_by},
         "synth": {"pool_factor": pool_factor, "query_writer": query_writer},
         "kd": {"kl_weight": kl_weight},
-        "train": {"preset": train_preset},
+        "train": {"preset": train_preset, "epochs": epochs, "lr": lr, "r": lora_r},
     }
     settings = build_config(TransplantConfig, config, flags)
     run = new_run(settings, out)
