@@ -382,7 +382,9 @@ def train_lora(
     Settings left to `config.preset` are sized by `model`'s parameter count.
     """
     if config.unset():
-        config = config.sized(sum(p.numel() for p in model.parameters()))
+        # transformers' count undoes 4-bit packing (numel() of a packed weight is half)
+        count = getattr(model, "num_parameters", None)
+        config = config.sized(count() if count else sum(p.numel() for p in model.parameters()))
     data = [_truncate(ex, config.max_length) for ex in examples]
     data = [ex for ex in data if sum(ex.weights) > 0]
     if not data:
