@@ -159,6 +159,21 @@ def ablations() -> list[Variant]:
         # for the task families whose bench training is not it (BBH, MMLU: 3 epochs, batch 4)
         Variant("titok:preset=tiny", "titok", {"train": dict(TRAIN_PRESETS["tiny"])}),
         Variant("kd:preset=tiny", "kd", {"train": dict(TRAIN_PRESETS["tiny"])}),
+        # the options against answer collapse at that training, where something arrives
+        *(
+            Variant(
+                f"{name}{'+' if ':' in name else ':'}preset=tiny",
+                method,
+                {**overrides, "train": dict(TRAIN_PRESETS["tiny"])},
+            )
+            for name, method, overrides in (
+                ("titok:class-pool", "titok", {"select": {"class_balance": "pool"}}),
+                ("titok:class-uniform", "titok", {"select": {"class_balance": "uniform"}}),
+                ("titok:class-norm", "titok", {"select": {"class_normalise": True}}),
+                ("titok:adaptive-k", "titok", {"select": {"adaptive_z": 0.0}}),
+                ("titok-kd", "titok-kd", {}),
+            )
+        ),
         # KD from the same writer as titok:base-writes (the source base writes, the expert
         # answers): a paired comparison where the expert itself writes no task's questions
         Variant("kd:base-writes", "kd", {"synth": {"writer_scale": 0.0}}),
