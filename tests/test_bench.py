@@ -127,6 +127,14 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch, c
     once.settings.repeated = ["titok"]
     columns = [(c["column"], c["repeat"]) for c in once.run()]
     assert ("titok", 1) in columns and ("kd", 1) not in columns and ("kd", 0) in columns
+    # --first-repeat 1: a second job side by side runs repeat 1 on, and leaves repeat 0 alone
+    bench.cell_path("bbh:boolean_expressions", "titok").unlink()
+    bench.cell_path("bbh:boolean_expressions", "kd", 1).unlink()
+    later = Bench(tiny_settings(tiny_models, tmp_path / "bench"))
+    later.settings.first_repeat = 1
+    later.run()
+    assert bench.cell_path("bbh:boolean_expressions", "kd", 1).is_file()
+    assert not bench.cell_path("bbh:boolean_expressions", "titok").exists()
 
 
 def test_transfer_efficiency_and_table():
@@ -234,7 +242,10 @@ def test_repeats_on_other_test_examples_are_not_compared():
     assert "| titok − target vanilla | — |" in text
 
 
-@pytest.mark.parametrize("bad", [["--test-frac", "1.5"], ["--repeats", "0"]])
+@pytest.mark.parametrize(
+    "bad",
+    [["--test-frac", "1.5"], ["--repeats", "0"], ["--repeats", "2", "--first-repeat", "2"]],
+)
 def test_bench_refuses_bad_settings(bad, tmp_path):
     done = run_titok("bench", "--out", str(tmp_path / "b"), *bad)
     assert done.returncode == 2 and "error:" in done.stderr

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,7 @@ from titok.config import (
     TransplantConfig,
     merge,
 )
-from titok.data import pick_seeds, write_jsonl
+from titok.data import Example, pick_seeds, write_jsonl
 from titok.errors import ConfigError, did_you_mean
 from titok.evaluate import evaluate_model
 from titok.finetune import train_on_examples
@@ -192,6 +193,7 @@ class BenchSettings:
     limit: int | None = None  # test examples per task
     test_frac: float = 0.5  # share of each task held out for testing (the paper's: 0.1)
     repeats: int = 1  # runs of every transplant column, with pipeline seeds seed … seed+N−1
+    first_repeat: int = 0  # repeats below it are left to another job (each writes its own cells)
     # The columns that get the repeats (None: every transplant column); the others run once.
     repeated: list[str] | None = None
     # Only these transplant columns run (None: every chosen one); the base columns always do.
@@ -432,10 +434,10 @@ class Bench:
         queries = folder / "queries.jsonl"  # the training questions, without their answers
         if s.external_queries:
             queries.write_text("".join(json.dumps({"query": e.query}) + "\n" for e in train))
-        for repeat in range(s.repeats):
+        for repeat in range(s.first_repeat, s.repeats):
             seed = s.seed + repeat
             seeds = folder / ("seeds.jsonl" if not repeat else f"seeds-r{repeat}.jsonl")
-            write_jsonl(seeds, pick_seeds(train, 5, seed))
+            write_seeds_once(seeds, pick_seeds(train, 5, seed))
             for variant in self.variants():
                 if repeat and not self.repeats_column(variant.name):
                     continue
@@ -542,6 +544,17 @@ def slug(name: str) -> str:
 def task_folder(out: Path, task: str) -> Path:
     """Where a bench keeps a task's runs (`slug(repeat_name(…))`) and evaluations (`eval/`)."""
     return out / task.replace(":", "_")
+
+
+def write_seeds_once(path: Path, seeds: list[Example]) -> None:
+    """Bench jobs side by side read the seeds file of a repeat another job wrote: it is replaced
+    only when it differs, and whole (a half-written file changes the synth stage's key)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    write_jsonl(tmp, seeds)
+    if path.is_file() and path.read_bytes() == tmp.read_bytes():
+        tmp.unlink()
+    else:
+        tmp.replace(path)
 
 
 def repeat_name(column: str, repeat: int) -> str:

@@ -296,6 +296,12 @@ def bench(
     repeats: Annotated[
         int, typer.Option(help="Runs of every transplant column (pipeline seeds seed…seed+N−1).")
     ] = 1,
+    first_repeat: Annotated[
+        int,
+        typer.Option(
+            help="Start at this repeat (0-based): split the repeats over jobs run side by side."
+        ),
+    ] = 0,
     repeat_only: Annotated[
         str | None,
         typer.Option(help="Comma-separated columns that get the repeats (default: every one)."),
@@ -368,6 +374,10 @@ def bench(
         raise ConfigError(f"--test-frac must be between 0 and 1, got {test_frac}")
     if repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {repeats}")
+    if not 0 <= first_repeat < repeats:
+        raise ConfigError(
+            f"--first-repeat must be from 0 to --repeats − 1 ({repeats - 1}), got {first_repeat}"
+        )
     from titok.bench import (
         ALL_METHODS,
         DEFAULT_TASKS,
@@ -405,6 +415,7 @@ def bench(
         data_dir=data_dir,
         test_frac=test_frac,
         repeats=repeats,
+        first_repeat=first_repeat,
         repeated=[c.strip() for c in repeat_only.split(",")] if repeat_only else None,
         only=[c.strip() for c in columns.split(",")] if columns else None,
         dtype=dtype_setting(dtype),
