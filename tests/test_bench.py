@@ -522,3 +522,14 @@ def test_a_bench_with_training_left_to_a_preset_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="transplant_train leaves lr, batch_size to its preset"):
         Bench(BenchSettings(out=tmp_path, transplant_train=TrainConfig(r=8, alpha=8, epochs=1)))
     assert not (tmp_path / "cells").exists()
+
+
+def test_gradient_checkpointing_reaches_the_training_and_not_the_cell_keys(tmp_path):
+    settings = BenchSettings(out=tmp_path, methods=["titok"], ablations=True)
+    bench = Bench(settings)
+    variant = next(v for v in bench.variants() if v.name == "titok:preset=tiny")
+    before = bench.cell_key("bbh:geometric_shapes", variant.name)
+    settings.gradient_checkpointing = True
+    config = bench.transplant_config(variant, tmp_path, tmp_path, None, "bbh")
+    assert config.train.gradient_checkpointing and config.train.epochs == 12
+    assert bench.cell_key("bbh:geometric_shapes", variant.name) == before

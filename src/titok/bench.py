@@ -194,6 +194,9 @@ class BenchSettings:
     test_frac: float = 0.5  # share of each task held out for testing (the paper's: 0.1)
     repeats: int = 1  # runs of every transplant column, with pipeline seeds seed … seed+N−1
     first_repeat: int = 0  # repeats below it are left to another job (each writes its own cells)
+    # Transplant training recomputes activations in the backward pass: the same adapter, a
+    # fraction of the memory (not in cell keys). A BBH prompt at batch 8 trains at ~10 GB in fp32.
+    gradient_checkpointing: bool = False
     # The columns that get the repeats (None: every transplant column); the others run once.
     repeated: list[str] | None = None
     # Only these transplant columns run (None: every chosen one); the base columns always do.
@@ -490,7 +493,10 @@ class Bench:
             select=SelectConfig(m=m, k=s.k),
             train=train,
         )
-        return TransplantConfig.model_validate(merge(config.model_dump(), variant.overrides))
+        runtime = {"train": {"gradient_checkpointing": True}} if s.gradient_checkpointing else {}
+        return TransplantConfig.model_validate(
+            merge(merge(config.model_dump(), variant.overrides), runtime)
+        )
 
     def run(self) -> list[dict[str, Any]]:
         self.check_dtype()

@@ -302,6 +302,13 @@ def bench(
             help="Start at this repeat (0-based): split the repeats over jobs run side by side."
         ),
     ] = 0,
+    gradient_checkpointing: Annotated[
+        bool,
+        typer.Option(
+            help="Transplant training recomputes activations: the same adapters, less memory "
+            "(several bench jobs side by side)."
+        ),
+    ] = False,
     repeat_only: Annotated[
         str | None,
         typer.Option(help="Comma-separated columns that get the repeats (default: every one)."),
@@ -416,6 +423,7 @@ def bench(
         test_frac=test_frac,
         repeats=repeats,
         first_repeat=first_repeat,
+        gradient_checkpointing=gradient_checkpointing,
         repeated=[c.strip() for c in repeat_only.split(",")] if repeat_only else None,
         only=[c.strip() for c in columns.split(",")] if columns else None,
         dtype=dtype_setting(dtype),
