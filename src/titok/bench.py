@@ -111,13 +111,23 @@ class Variant:
 SEED_DATA_METHODS = frozenset({"kd-5shot"})
 
 
+# The options against answer collapse (and TiTok + KD) that also get a column at the preset.
+TINY_OPTIONS = (
+    "titok:class-pool",
+    "titok:class-uniform",
+    "titok:class-norm",
+    "titok:adaptive-k",
+    "titok-kd",
+)
+
+
 def ablations() -> list[Variant]:
     """TiTok's ablations (SPEC §3): sample filtering off, target-written queries, k sweep
     (k = 1.0 is token selection off); and the options against answer collapse: validity rules,
     class-balanced and class-normalised selection, adaptive k, TiTok + KD; and the paper's
     selection (token-level top-k, top-M by excess alone) against titok's defaults, one change at
     a time."""
-    return [
+    variants = [
         Variant("titok:random-M", "titok", {"select": {"rank_by": "random"}}),
         Variant("titok:target-writes", "titok", {"synth": {"query_writer": "target"}}),
         *(Variant(f"titok:k={k}", "titok", {"select": {"k": k}}) for k in K_SWEEP),
@@ -156,24 +166,24 @@ def ablations() -> list[Variant]:
             "titok",
             {"select": {"class_balance": "uniform"}, "train": {"epochs": 12}},
         ),
-        # titok's default training for a target under 200M parameters (train.preset "tiny"),
-        # for the task families whose bench training is not it (BBH, MMLU: 3 epochs, batch 4)
-        Variant("titok:preset=tiny", "titok", {"train": dict(TRAIN_PRESETS["tiny"])}),
-        Variant("kd:preset=tiny", "kd", {"train": dict(TRAIN_PRESETS["tiny"])}),
-        # the options against answer collapse at that training, where something arrives
+    ]
+    # titok's default training for a target under 200M parameters (train.preset "tiny"), for the
+    # task families whose bench training is not it (BBH, MMLU: 3 epochs, batch 4): TiTok, KD,
+    # and the options against answer collapse at that training, where something arrives
+    tiny = {"train": dict(TRAIN_PRESETS["tiny"])}
+    by_name = {v.name: v for v in variants}
+    at_tiny = [
+        Variant("titok", "titok"),
+        Variant("kd", "kd"),
+        *(by_name[name] for name in TINY_OPTIONS),
+    ]
+    return [
+        *variants,
         *(
             Variant(
-                f"{name}{'+' if ':' in name else ':'}preset=tiny",
-                method,
-                {**overrides, "train": dict(TRAIN_PRESETS["tiny"])},
+                f"{v.name}{'+' if ':' in v.name else ':'}preset=tiny", v.method, v.overrides | tiny
             )
-            for name, method, overrides in (
-                ("titok:class-pool", "titok", {"select": {"class_balance": "pool"}}),
-                ("titok:class-uniform", "titok", {"select": {"class_balance": "uniform"}}),
-                ("titok:class-norm", "titok", {"select": {"class_normalise": True}}),
-                ("titok:adaptive-k", "titok", {"select": {"adaptive_z": 0.0}}),
-                ("titok-kd", "titok-kd", {}),
-            )
+            for v in at_tiny
         ),
         # KD from the same writer as titok:base-writes (the source base writes, the expert
         # answers): a paired comparison where the expert itself writes no task's questions
