@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ from titok.config import (
     TransplantConfig,
     merge,
 )
-from titok.data import Example, pick_seeds, write_jsonl
+from titok.data import Example, pick_seeds
 from titok.errors import ConfigError, did_you_mean
 from titok.evaluate import evaluate_model
 from titok.finetune import train_on_examples
@@ -45,7 +44,7 @@ from titok.models import load_model, load_tokenizer
 from titok.precision import DtypeSetting, fingerprint_part, resolved_name
 from titok.prompts import prompt_format
 from titok.provenance import git_commit
-from titok.rundir import fingerprint
+from titok.rundir import RunDir, fingerprint
 from titok.tasks import bbh_task_names, resolve_task
 from titok.version import __version__
 
@@ -370,9 +369,7 @@ class Bench:
             titok_version=__version__,
             settings=self.settings.describe(),
         )
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cell, indent=2, default=str) + "\n")
-        tmp.replace(path)
+        RunDir(path.parent).write_json(path.name, cell)
         if cell["status"] == "done":  # a background bench's progress, readable in bench.log
             log.info(
                 "%s: %s = %.3f ± %.3f (%.0f s)",
@@ -565,12 +562,9 @@ def task_folder(out: Path, task: str) -> Path:
 def write_seeds_once(path: Path, seeds: list[Example]) -> None:
     """Bench jobs side by side read the seeds file of a repeat another job wrote: it is replaced
     only when it differs, and whole (a half-written file changes the synth stage's key)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    write_jsonl(tmp, seeds)
-    if path.is_file() and path.read_bytes() == tmp.read_bytes():
-        tmp.unlink()
-    else:
-        tmp.replace(path)
+    text = "".join(json.dumps({"query": e.query, "answer": e.answer}) + "\n" for e in seeds)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        RunDir(path.parent).write_text(path.name, text)
 
 
 def repeat_name(column: str, repeat: int) -> str:
