@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python benchmarks/align.py
 	$(BIN)/python benchmarks/vocab_map.py
 	$(BIN)/python benchmarks/stages.py
+	$(BIN)/python benchmarks/train_memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

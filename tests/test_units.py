@@ -235,15 +235,52 @@ def test_gradient_checkpointing_trains_the_same_adapter(tiny_models):
     prompt = tokenizer("True and False is", add_special_tokens=False)["input_ids"]
     examples = [TrainExample(prompt, prompt[:3], [1.0, 1.0, 1.0]) for _ in range(4)]
     weights = []
-    for checkpointing in (False, True):
-        config = TrainConfig(
-            lr=1e-3, epochs=2, batch_size=2, dropout=0.0, gradient_checkpointing=checkpointing
-        )
+    for checkpointing in (False, True):  # LoRA dropout on: the recomputation replays its masks
+        config = TrainConfig(lr=1e-3, epochs=2, batch_size=2, gradient_checkpointing=checkpointing)
         model = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
-        trained, _ = train_lora(model, examples, config, pad_id=tokenizer.pad_token_id, seed=0)
+        trained, figures = train_lora(
+            model, examples, config, pad_id=tokenizer.pad_token_id, seed=0
+        )
+        assert figures["gradient_checkpointing"] is checkpointing
         weights.append({n: p.detach() for n, p in trained.named_parameters() if "lora_" in n})
+    assert weights[0].keys() == weights[1].keys()
     for name, value in weights[0].items():
-        torch.testing.assert_close(value, weights[1][name], rtol=1e-4, atol=1e-5)
+        assert torch.equal(value, weights[1][name]), name
+
+
+@pytest.mark.parametrize("family", ["source", "target"])
+def test_the_activation_estimate_is_near_the_saved_tensors_counted(tiny_models, family):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from titok.config import TrainConfig
+    from titok.train import TrainExample, activation_bytes, lora_config, saved_activation_bytes
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models[family])
+    lora = get_peft_model(model, lora_config(TrainConfig(r=4, alpha=8)))
+    batch = [TrainExample(list(range(5, 61)), [7, 8, 9, 10], [1.0] * 4) for _ in range(3)]
+    counted = saved_activation_bytes(lora, batch, pad_id=0)
+    assert 0.7 < activation_bytes(model, 3, 60, answer_tokens=4, rank=4) / counted < 1.3
+
+
+def test_auto_checkpointing_turns_on_only_when_memory_is_short(tiny_models, monkeypatch):
+    import psutil
+    from transformers import AutoModelForCausalLM
+
+    from titok.config import TrainConfig
+    from titok.train import TrainExample, activation_bytes, train_lora
+
+    examples = [TrainExample(list(range(5, 40)), [7, 8], [1.0, 1.0]) for _ in range(4)]
+    config = TrainConfig(lr=1e-3, epochs=1, batch_size=2)
+    assert config.gradient_checkpointing == "auto"
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
+    needed = activation_bytes(model, 2, 37, answer_tokens=2, rank=16)
+    for free, expected in ((100 * needed, False), (2 * needed, True)):
+        memory = psutil.virtual_memory()._replace(available=free)
+        monkeypatch.setattr(psutil, "virtual_memory", lambda memory=memory: memory)
+        fresh = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
+        _, figures = train_lora(fresh, examples, config, pad_id=0, seed=0)
+        assert figures["gradient_checkpointing"] is expected
 
 
 def test_did_you_mean_completes_a_cut_short_name_when_only_one_fits():

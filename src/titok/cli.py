@@ -305,8 +305,9 @@ def bench(
     gradient_checkpointing: Annotated[
         bool,
         typer.Option(
-            help="Transplant training recomputes activations: the same adapters, less memory "
-            "(several bench jobs side by side)."
+            help="Every transplant training recomputes activations: the same adapters, less "
+            "memory (several bench jobs side by side; without it, on only where a training "
+            "would need over half the free memory)."
         ),
     ] = False,
     repeat_only: Annotated[

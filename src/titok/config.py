@@ -270,10 +270,12 @@ class TrainConfig(_Settings):
     weight_by_mask: bool = Field(
         False, description="Weight each token's NLL by its fractional mask value (cross-tokenizer)."
     )
-    gradient_checkpointing: bool = Field(
-        False,
-        description="Recompute activations in the backward pass: less memory for long "
-        "sequences and large models, about a third more time.",
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto",
+        description="Recompute activations in the backward pass: the same adapter with less "
+        "memory for long sequences and large models, about a third more time. 'auto': on when a "
+        "training step without it would need more than half of the memory free when training "
+        "starts (estimated from the model's shape, the batch and the longest sequence).",
     )
     checkpoint_every: int = Field(
         50,

@@ -365,6 +365,80 @@ def fit(
     }
 
 
+def activation_bytes(
+    model: PreTrainedModel, rows: int, length: int, answer_tokens: int = 4, rank: int = 16
+) -> int:
+    """Roughly what autograd saves for the backward of one batch of `rows` rows of `length`
+    tokens (`answer_tokens` of them under the loss) through `model` with a rank-`rank` LoRA on
+    every linear layer, without gradient checkpointing.
+
+    Per token and decoder layer a Llama-shaped layer saves about 10 hidden-sized tensors (the
+    norms' inputs and outputs, the residuals, LoRA dropout's copy of each adapted layer's input),
+    3 of the query and 3 of the key/value widths (the projections, before and after the rotary
+    embedding), 6 of the MLP width and each LoRA's rank-wide middle; eager attention also saves
+    its score matrices. The loss saves a vocabulary-wide fp32 row per answer token. Counted
+    against the saved tensors in the tests (tiny models) and `benchmarks/train_memory.py`.
+    """
+    config = model.config.get_text_config()
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    per_token = (
+        10 * hidden
+        + 3 * heads * head_dim
+        + 3 * kv_heads * head_dim
+        + 6 * (getattr(config, "intermediate_size", None) or 4 * hidden)
+        + 7 * rank
+    )
+    if getattr(model.config, "_attn_implementation", "eager") == "eager":
+        per_token += 2 * heads * length  # the scores and their softmax
+    element = next(model.parameters()).element_size()
+    layers_bytes = rows * length * layers * per_token * element
+    loss_bytes = rows * answer_tokens * config.vocab_size * 4  # the fp32 log-softmax
+    return int(layers_bytes + loss_bytes)
+
+
+def saved_activation_bytes(lora: PeftModel, batch: Sequence[TrainExample], pad_id: int) -> int:
+    """The bytes of the tensors autograd saves in one training forward of `lora` on `batch`
+    (weights left out): what `activation_bytes` estimates, counted."""
+    weights = {p.untyped_storage().data_ptr() for p in lora.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    lora.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        LossLogits(lora).loss(lora, collate(batch, pad_id), 0.0)
+    return sum(storages.values())
+
+
+# A training step's peak memory over the saved activations: the backward's own tensors and, on
+# CPU, what the allocator keeps of them; measured 1.7–3.1 (`benchmarks/train_memory.py`).
+PEAK_OVER_SAVED = 2.5
+
+
+def wants_checkpointing(
+    model: PreTrainedModel, rows: int, length: int, answer_tokens: int, rank: int
+) -> bool:
+    """`gradient_checkpointing: auto`: whether a training step without it would take more than
+    half of the memory now free (the device's; on CPU the machine's), leaving the rest to other
+    work (the bench runs jobs side by side)."""
+    peak = PEAK_OVER_SAVED * activation_bytes(model, rows, length, answer_tokens, rank)
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    return peak > free / 2
+
+
 def train_lora(
     model: PreTrainedModel,
     examples: Sequence[TrainExample],
@@ -390,7 +464,20 @@ def train_lora(
     if not data:
         raise TrainingError("no training example has a selected token; nothing to learn from")
     torch.manual_seed(seed)
-    if config.gradient_checkpointing:
+    checkpointing = config.gradient_checkpointing
+    if checkpointing == "auto":
+        rows = min(config.batch_size, len(data))
+        longest = max(len(ex.prompt_ids) + len(ex.answer_ids) for ex in data)
+        answer = max(len(ex.answer_ids) for ex in data)
+        checkpointing = wants_checkpointing(model, rows, longest, answer, config.r or 16)
+        if checkpointing:
+            log.info(
+                "gradient checkpointing on: batches of up to %d × %d tokens would need more "
+                "than half the free memory without it",
+                rows,
+                longest,
+            )
+    if checkpointing:
         no_reentrant = {"use_reentrant": False}
         # transformers 5.x renamed it and warns on the old name; 4.x has only the old one.
         if hasattr(model, "activation_checkpointing_enable"):
@@ -410,6 +497,7 @@ def train_lora(
     figures = fit(
         peft_model, data, batch_loss, config, seed=seed, desc=desc, checkpoints=checkpoints
     )
+    figures["gradient_checkpointing"] = bool(checkpointing)
     figures["loss_tokens"] = int(sum(sum(1 for w in ex.weights if w > 0) for ex in data))
     if any(ex.teacher_ids is not None for ex in data):
         figures["kl_weight"] = kl_weight
