@@ -43,6 +43,11 @@ SETTINGS = {
     "validity": {"validity": True},
     "validity + base writes": {"validity": True, "writer_scale": 0.0},
     "validity + anchored": {"validity": True, "query_prompt": "anchored"},
+    "validity + anchored, seed not shown": {
+        "validity": True,
+        "query_prompt": "anchored",
+        "anchor_seed_shown": False,
+    },
     "validity + auto": {"validity": True, "query_prompt": "auto"},
 }
 

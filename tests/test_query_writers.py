@@ -57,6 +57,20 @@ def test_anchored_requests_end_with_the_opening_of_a_seed(expert):
     assert all(any(q.startswith(o) for o in openings) for q in written)
 
 
+@pytest.mark.parametrize("shown", [True, False])
+def test_an_anchored_request_shows_its_opening_seed_only_when_asked(expert, shown):
+    config = SynthConfig(query_prompt="anchored", anchor_share=0.5, anchor_seed_shown=shown)
+    rng = random.Random(0)
+    for _ in range(20):
+        ids, anchor = query_prompt_ids(expert.tokenizer, expert.fmt, config, EXAMPLES, rng)
+        text = expert.tokenizer.decode(ids)
+        listing, _, _ = text.rpartition("Example ")  # the examples, before the anchored one
+        (opening,) = [e.query for e in EXAMPLES if e.query.startswith(anchor)]
+        assert text.rstrip().endswith(anchor)
+        assert (opening in listing) is shown
+        assert listing.count("Example ") == (5 if shown else 4)
+
+
 def test_at_writer_scale_0_the_source_base_writes(expert, tiny_models):
     base = AutoModelForCausalLM.from_pretrained(tiny_models["source"]).eval()
     plain = Writer(base, expert.tokenizer, expert.fmt)

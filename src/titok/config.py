@@ -39,6 +39,7 @@ class SynthConfig(_Settings):
         "validity": False,
         "writer_scale": 1.0,
         "anchor_share": 0.3,
+        "anchor_seed_shown": True,
         "sampler": "transformers",
     }
 
@@ -64,6 +65,13 @@ class SynthConfig(_Settings):
         gt=0.0,
         lt=1.0,
         description="'anchored' queries start with this share of a random seed's words (>= 1).",
+    )
+    anchor_seed_shown: bool = Field(
+        True,
+        description="Whether the seed an 'anchored' query starts from is also among the examples "
+        "its request shows (true: as titok has done; false: the request shows the other seeds, "
+        "so the writer cannot copy the rest of it from its context; Gemma-3's geometric_shapes "
+        "expert copied a shown seed in 92 of 290 anchored queries).",
     )
     writer_scale: float = Field(
         1.0,

@@ -52,14 +52,25 @@ def query_prompt_ids(
 ) -> tuple[list[int], str]:
     """Token ids of one request for a new query, in the configured style, and the opening of
     the query the request already holds ('anchored'; else empty)."""
-    listing, shown = query_request(seeds, config.instruction, rng, config.few_shot)
+    anchored = config.query_prompt == "anchored"
+    shown_seeds, opening = list(seeds), None
+    if anchored and not config.anchor_seed_shown and len(seeds) > 1:
+        opening = rng.choice(shown_seeds)  # drawn first: the examples are the other seeds
+        shown_seeds = [example for example in shown_seeds if example is not opening]
+    listing, shown = query_request(shown_seeds, config.instruction, rng, config.few_shot)
     if config.query_prompt == "chat":
         return fmt.prompt_ids(tokenizer, f"{listing}\n\n{REQUEST}"), ""
     anchor = ""
-    if config.query_prompt == "anchored":
-        words = rng.choice(list(seeds)).query.split()
-        anchor = " ".join(words[: max(1, int(config.anchor_share * len(words)))])
+    if anchored:
+        opening = opening if opening is not None else rng.choice(list(seeds))
+        anchor = opening_words(opening.query, config.anchor_share)
     return list(tokenizer(f"{listing}\n\nExample {shown + 1}:\n{anchor}")["input_ids"]), anchor
+
+
+def opening_words(query: str, share: float) -> str:
+    """The first `share` of `query`'s words (at least one): where an anchored query starts."""
+    words = query.split()
+    return " ".join(words[: max(1, int(share * len(words)))])
 
 
 def clean_query(text: str, style: str) -> str:
