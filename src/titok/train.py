@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from titok.config import TrainConfig
-from titok.distributed import is_main, world_size
+from titok.distributed import is_main, main_decides, world_size
 from titok.errors import TitokError
 from titok.faults import failpoint
 from titok.generation import quiet
@@ -469,7 +469,10 @@ def train_lora(
         rows = min(config.batch_size, len(data))
         longest = max(len(ex.prompt_ids) + len(ex.answer_ids) for ex in data)
         answer = max(len(ex.answer_ids) for ex in data)
-        checkpointing = wants_checkpointing(model, rows, longest, answer, config.r or 16)
+        # every process trains alike (data-parallel): the main process's reading decides
+        checkpointing = main_decides(
+            wants_checkpointing(model, rows, longest, answer, config.r or 16)
+        )
         if checkpointing:
             log.info(
                 "gradient checkpointing on: batches of up to %d × %d tokens would need more "
