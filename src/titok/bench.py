@@ -35,7 +35,7 @@ from titok.config import (
     TransplantConfig,
     merge,
 )
-from titok.data import Example, pick_seeds
+from titok.data import Example, jsonl_text, pick_seeds
 from titok.errors import ConfigError, did_you_mean
 from titok.evaluate import evaluate_model
 from titok.finetune import train_on_examples
@@ -562,7 +562,7 @@ def task_folder(out: Path, task: str) -> Path:
 def write_seeds_once(path: Path, seeds: list[Example]) -> None:
     """Bench jobs side by side read the seeds file of a repeat another job wrote: it is replaced
     only when it differs, and whole (a half-written file changes the synth stage's key)."""
-    text = "".join(json.dumps({"query": e.query, "answer": e.answer}) + "\n" for e in seeds)
+    text = jsonl_text(seeds)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         RunDir(path.parent).write_text(path.name, text)
 

@@ -60,10 +60,13 @@ def read_queries(path: str | Path) -> list[str]:
     return list(dict.fromkeys(row["query"] for row in read_jsonl(path, ("query",), "queries file")))
 
 
+def jsonl_text(examples: list[Example]) -> str:
+    """`examples` as JSON lines, one {"query", "answer"} object each: what `write_jsonl` writes."""
+    return "".join(json.dumps({"query": e.query, "answer": e.answer}) + "\n" for e in examples)
+
+
 def write_jsonl(path: str | Path, examples: list[Example]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for example in examples:
-            handle.write(json.dumps({"query": example.query, "answer": example.answer}) + "\n")
+    Path(path).write_text(jsonl_text(examples), encoding="utf-8")
 
 
 def read_bbh(path: str | Path) -> list[Example]:
