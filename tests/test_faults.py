@@ -14,7 +14,9 @@ from safetensors.torch import load_file
 from tests.common import run_titok, smol_tokenizer
 from tests.test_pipeline import TINY, make_run, tiny_settings
 from titok.config import TrainConfig
+from titok.journal import BatchJournal
 from titok.rundir import TEMP_PREFIX
+from titok.stages import SYNTH_JOURNAL
 from titok.train import Checkpoints, TrainExample, TrainingError, train_lora
 
 ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl")
@@ -59,6 +61,30 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tiny_models, tmp_path):
     assert not (killed / "checkpoints").exists()
     train = yaml.safe_load((killed / "stages" / "train.json").read_text())
     assert train["figures"]["resumed_at_step"] == 2
+    # the batch generated before the first kill was read back from the synth journal
+    synth = yaml.safe_load((killed / "stages" / "synth.json").read_text())
+    assert synth["figures"]["batches_resumed"] == 1
+    assert (
+        "batches_resumed"
+        not in yaml.safe_load((reference / "stages" / "synth.json").read_text())["figures"]
+    )
+    assert not (killed / SYNTH_JOURNAL).exists()
+
+
+def test_a_journal_replays_only_its_own_settings_and_scope(tmp_path):
+    journal = BatchJournal.open(tmp_path / "journal", "fingerprint-a")
+    queries, answers = journal.within("queries"), journal.within("answers")
+    key = queries.key([[1, 2, 3]], 7)
+    queries.record(key, [[4, 5]])
+    assert answers.replay(answers.key([[1, 2, 3]], 7)) is None  # another scope
+    with open(tmp_path / "journal" / "rank-0.jsonl", "a") as out:
+        out.write('{"key": "cut sho')  # what a kill mid-write leaves
+    again = BatchJournal.open(tmp_path / "journal", "fingerprint-a")
+    assert again.within("queries").replay(key) == [[4, 5]]
+    assert again.replayed == 1
+    other = BatchJournal.open(tmp_path / "journal", "fingerprint-b")  # other settings
+    assert other.within("queries").replay(key) is None
+    assert not (tmp_path / "journal" / "rank-0.jsonl").exists()
 
 
 def test_partial_files_of_a_killed_process_are_removed_on_reopen(tiny_models, tmp_path):

@@ -17,6 +17,7 @@ from transformers import (
 from titok.batching import run_with_backoff
 from titok.distributed import is_main, map_batches
 from titok.faults import failpoint
+from titok.journal import ScopedJournal
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,12 +101,14 @@ def generate(
     desc: str = "generating",
     stop_strings: Sequence[str] = (),
     tokenizer: PreTrainedTokenizerBase | None = None,
+    journal: ScopedJournal | None = None,
 ) -> list[list[int]]:
     """New tokens for each prompt, cut at the first stop id (which is not included).
 
     Each batch is seeded from `seed` and its position, so a rerun gives the same samples.
     With `sample`, `sampler` 'transformers' samples through transformers' warpers and
     'candidates' through `CandidateSampler` (the same distribution, faster, other draws).
+    With a `journal`, batches it holds are read back, and each batch generated is recorded.
     """
     outputs: list[list[int]] = [[] for _ in prompts]
     batches = length_batches([len(p) for p in prompts], batch_size)
@@ -143,7 +146,19 @@ def generate(
 
     def one(number: int, batch: list[int]) -> list[list[int]]:
         batch_seed = seed * 100_003 + number
-        results = run_with_backoff(lambda part: run(part, batch_seed), batch)
+        if journal is None:
+            results = run_with_backoff(lambda part: run(part, batch_seed), batch)
+        else:
+            key = journal.key(
+                [prompts[i] for i in batch],
+                batch_seed,
+                [max_new_tokens, sample, temperature, top_p, sampler],
+                [sorted(stops), list(stop_strings)],
+            )
+            results = journal.replay(key)
+            if results is None:
+                results = run_with_backoff(lambda part: run(part, batch_seed), batch)
+                journal.record(key, results)
         failpoint(f"generate-batch-{number + 1}")
         progress.update()
         return results

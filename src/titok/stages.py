@@ -19,6 +19,7 @@ from titok.config import TransplantConfig
 from titok.data import Example, read_queries, read_seeds
 from titok.distributed import is_main, wait_for_everyone
 from titok.errors import GenerationError, RunDirError
+from titok.journal import BatchJournal
 from titok.models import adapter_dir
 from titok.pipeline import Run, Stage
 from titok.precision import fingerprint_part
@@ -44,8 +45,16 @@ def file_digest(path: str | Path | None) -> str | None:
 
 
 # -- synth --------------------------------------------------------------------------------------
-def expert_writer(run: Run) -> synth.Writer:
-    return synth.Writer(run.expert, run.source_tokenizer, run.source_format)
+SYNTH_JOURNAL = "synth-journal"  # the batches a killed synth stage had generated (titok.journal)
+
+
+def expert_writer(run: Run, journal: BatchJournal | None = None) -> synth.Writer:
+    return synth.Writer(run.expert, run.source_tokenizer, run.source_format, journal)
+
+
+def synth_journal(run: Run) -> BatchJournal:
+    """The synth stage's journal: what a killed run of these settings generated is read back."""
+    return BatchJournal.open(run.run_dir.path(SYNTH_JOURNAL), run.fingerprints["synth"])
 
 
 def synth_body(run: Run) -> dict[str, Any]:
@@ -53,18 +62,25 @@ def synth_body(run: Run) -> dict[str, Any]:
     seeds = read_seeds(c.seeds)
     if c.synth.query_writer == "seeds":
         samples, figures = seeds, {"samples": len(seeds), "from_seeds": len(seeds)}
-    else:
-        external = read_queries(c.queries) if c.queries else None
-        writer = None
-        if c.synth.query_writer == "target" and external is None:
-            writer = synth.Writer(run.target_model(), run.target_tokenizer, run.target_format)
-        pool = round(c.synth.pool_factor * c.select.m)
-        result = synth.synthesize(
-            expert_writer(run), seeds, c.synth, pool, c.seed, external, writer
-        )
-        samples, figures = result.samples, result.figures
-    write_samples(run, samples)
-    return figures
+        write_samples(run, samples)
+        return figures
+    journal = synth_journal(run)
+    external = read_queries(c.queries) if c.queries else None
+    writer = None
+    if c.synth.query_writer == "target" and external is None:
+        writer = synth.Writer(run.target_model(), run.target_tokenizer, run.target_format, journal)
+    pool = round(c.synth.pool_factor * c.select.m)
+    result = synth.synthesize(
+        expert_writer(run, journal), seeds, c.synth, pool, c.seed, external, writer
+    )
+    write_samples(run, result.samples)
+    journal.remove()
+    return {**result.figures, **resumed(journal)}
+
+
+def resumed(journal: BatchJournal) -> dict[str, int]:
+    """The manifest's note of batches read back from a killed run's journal (none: nothing)."""
+    return {"batches_resumed": journal.replayed} if journal.replayed else {}
 
 
 def write_samples(run: Run, samples: list[Example]) -> None:

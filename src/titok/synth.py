@@ -19,6 +19,7 @@ from titok.config import SynthConfig
 from titok.data import Example
 from titok.errors import GenerationError
 from titok.generation import generate
+from titok.journal import BatchJournal
 from titok.prompts import PromptFormat
 from titok.validity import ANSWER_RULE, AnswerSpace, Dropped, QueryRules
 
@@ -145,11 +146,13 @@ class DiversityFilter:
 
 @dataclass
 class Writer:
-    """A model that writes text, with its tokenizer and prompt format."""
+    """A model that writes text, with its tokenizer and prompt format, and the journal its
+    finished batches go to (a killed stage's rerun reads them back: `titok.journal`)."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     fmt: PromptFormat
+    journal: BatchJournal | None = None
 
 
 @dataclass
@@ -223,6 +226,9 @@ def draw_queries(
             desc=desc,
             stop_strings=("\n\n",) if continuing else (),
             tokenizer=writer.tokenizer,
+            journal=writer.journal.within(f"queries, adapter scale {config.writer_scale}")
+            if writer.journal
+            else None,
         )
     texts = []
     for ids, anchor in zip(outputs, anchors, strict=True):
@@ -244,6 +250,7 @@ def generate_queries(
     seen: Sequence[str] = (),
     rules: QueryRules | None = None,
     dropped: Dropped | None = None,
+    journal: BatchJournal | None = None,
 ) -> tuple[list[str], dict[str, float]]:
     """Sample queries until `pool_size` pass the validity `rules` (if given) and the diversity
     filter.
@@ -256,7 +263,7 @@ def generate_queries(
     for query in [*(example.query for example in seeds), *seen]:
         keep.offer(query)
     n_seeds = len(keep.kept)
-    writer = Writer(model, tokenizer, fmt)
+    writer = Writer(model, tokenizer, fmt, journal)
     drawn = 0
     rounds = 0
     while len(keep.kept) - n_seeds < pool_size:
@@ -416,6 +423,7 @@ def label_queries(
     queries: Sequence[str],
     config: SynthConfig,
     seed: int,
+    journal: BatchJournal | None = None,
 ) -> list[str]:
     """The expert's greedy answer to each query, formatted as at inference time."""
     prompts = [fmt.prompt_ids(tokenizer, query) for query in queries]
@@ -428,6 +436,7 @@ def label_queries(
         batch_size=config.batch_size,
         seed=seed,
         desc="answers",
+        journal=journal.within("answers") if journal else None,
     )
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
 
@@ -464,7 +473,14 @@ def synthesize(
         config, probed = fall_back_to_base_writer(expert, seeds, config, seed, probed)
     if not config.validity:
         queries, figures = generate_queries(
-            writer.model, writer.tokenizer, writer.fmt, seeds, config, pool_size, seed
+            writer.model,
+            writer.tokenizer,
+            writer.fmt,
+            seeds,
+            config,
+            pool_size,
+            seed,
+            journal=writer.journal,
         )
         samples = answer_all(expert, queries, config, seed)
         figures["samples"] = len(samples)
@@ -491,6 +507,7 @@ def synthesize(
             asked,
             rules,
             dropped,
+            writer.journal,
         )
         asked += queries
         answered = answer_all(expert, queries, config, seed + attempt)
@@ -548,7 +565,9 @@ def answer_all(
     expert: Writer, queries: Sequence[str], config: SynthConfig, seed: int
 ) -> list[Example]:
     """The expert's answers; queries it answers with nothing are dropped."""
-    answers = label_queries(expert.model, expert.tokenizer, expert.fmt, queries, config, seed)
+    answers = label_queries(
+        expert.model, expert.tokenizer, expert.fmt, queries, config, seed, expert.journal
+    )
     samples = [Example(q, a) for q, a in zip(queries, answers, strict=True) if a]
     if not samples:
         raise GenerationError("the source expert gave an empty answer to every query")

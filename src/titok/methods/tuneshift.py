@@ -28,7 +28,9 @@ from titok.stages import (
     SELECT,
     expert_excess,
     expert_writer,
+    resumed,
     synth_body,
+    synth_journal,
     synth_settings,
     write_samples,
 )
@@ -55,7 +57,8 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
         # expert labels them, and the perplexity ratio chooses among them in the select stage
         # (top M by mean excess, which is log PPL_base ÷ PPL_expert).
         return {**synth_body(run), "rounds": []}
-    expert = expert_writer(run)
+    journal = synth_journal(run)
+    expert = expert_writer(run, journal)
     pool = round(c.synth.pool_factor * c.select.m)
     per_round = math.ceil(pool / t.rounds)
     keep_per_round = math.ceil(math.ceil(t.keep_fraction * pool) / t.rounds)
@@ -82,6 +85,7 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
             seen=seen,
             rules=rules,
             dropped=dropped,
+            journal=journal,
         )
         seen += queries
         figures["queries_drawn"] += drawn["queries_drawn"]
@@ -110,10 +114,11 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
             "seeds, raise synth.max_rounds, or give real queries with --queries"
         )
     write_samples(run, kept)
+    journal.remove()
     figures["samples"] = len(kept)
     if rules is not None:
         figures.update(dropped.figures())
-    return figures
+    return {**figures, **resumed(journal)}
 
 
 SYNTH_TUNESHIFT = Stage(
