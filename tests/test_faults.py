@@ -47,8 +47,15 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tiny_models, tmp_path):
     config.write_text(yaml.safe_dump(settings))
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     assert transplant(config, reference) == 0
+    kept_for_rerun = {
+        "generate-batch-1": "batches_journaled=1",
+        "train-step-3": "checkpoint_step=2",
+    }
     for point in KILL_POINTS:
         assert transplant(config, killed, point) == -signal.SIGKILL, point
+        if point in kept_for_rerun:  # `titok status` says what the rerun resumes from
+            status = run_titok("status", "--run", str(killed))
+            assert kept_for_rerun[point] in status.stdout, status.stdout
     assert (killed / "checkpoints").is_dir()  # training died after its checkpoints
     assert transplant(config, killed) == 0
     for name in ARTIFACTS:

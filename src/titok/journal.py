@@ -57,6 +57,23 @@ class BatchJournal:
                 journal.entries[entry["key"]] = entry["tokens"]
         return journal
 
+    @staticmethod
+    def batches_kept(root: str | Path, stamp: str) -> int:
+        """How many batches the journal at `root` holds for a rerun under `stamp` (`titok
+        status` on a stage that has not finished), without opening it for writing."""
+        root = Path(root)
+        stamp_file = root / "stamp"
+        if not stamp_file.is_file() or stamp_file.read_text(encoding="utf-8") != stamp:
+            return 0
+        keys = set()
+        for file in root.glob("rank-*.jsonl"):
+            for line in file.read_text(encoding="utf-8").splitlines():
+                try:
+                    keys.add(json.loads(line)["key"])
+                except (json.JSONDecodeError, KeyError):
+                    continue
+        return len(keys)
+
     def within(self, scope: str) -> ScopedJournal:
         return ScopedJournal(self, scope)
 

@@ -357,13 +357,13 @@ class Run:
         for stage in self.stages:
             manifest = self.run_dir.manifest(stage.name)
             if manifest is None:
-                rows.append((stage.name, "to do", {}))
+                rows.append((stage.name, "to do", stage.progress(self)))
             elif self.run_dir.is_done(stage.name, self.fingerprints[stage.name], stage.outputs):
                 rows.append(
                     (stage.name, "done", {"seconds": manifest["seconds"], **manifest["figures"]})
                 )
             else:
-                rows.append((stage.name, "stale", manifest["figures"]))
+                rows.append((stage.name, "stale", {**manifest["figures"], **stage.progress(self)}))
         return rows
 
 
@@ -376,6 +376,9 @@ class Stage:
     settings: Callable[[TransplantConfig], Any]  # everything besides the previous stage
     outputs: tuple[str, ...]
     help: str
+    # what an unfinished run of the stage has kept for its rerun (`titok status`), e.g. the
+    # batches in the synth journal or the training checkpoint's step
+    progress: Callable[[Run], dict[str, Any]] = field(default=lambda run: {})  # none kept
 
 
 def _nothing(config: TransplantConfig) -> dict[str, Any]:

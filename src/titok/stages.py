@@ -78,6 +78,11 @@ def synth_body(run: Run) -> dict[str, Any]:
     return {**result.figures, **resumed(journal)}
 
 
+def synth_progress(run: Run) -> dict[str, int]:
+    kept = BatchJournal.batches_kept(run.run_dir.path(SYNTH_JOURNAL), run.fingerprints["synth"])
+    return {"batches_journaled": kept} if kept else {}
+
+
 def resumed(journal: BatchJournal) -> dict[str, int]:
     """The manifest's note of batches read back from a killed run's journal (none: nothing)."""
     return {"batches_resumed": journal.replayed} if journal.replayed else {}
@@ -111,6 +116,7 @@ SYNTH = Stage(
     synth_settings,
     ("synthetic.jsonl",),
     "Stage 1: the source expert writes and answers synthetic queries.",
+    synth_progress,
 )
 
 
@@ -342,9 +348,18 @@ def training_examples(rows: list[dict], run: Run) -> list[TrainExample]:
     return examples
 
 
+def checkpoint_folder(run: Run) -> Path:
+    return run.run_dir.path(f"checkpoints/train-{run.fingerprints['train']}")
+
+
+def train_progress(run: Run) -> dict[str, int]:
+    newest = Checkpoints(checkpoint_folder(run), run.config.train.checkpoint_every).newest()
+    return {"checkpoint_step": int(newest.stem.split("-")[1])} if newest else {}
+
+
 def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:
     """Train the target LoRA on `examples` and move it, with its model card, into place."""
-    folder = run.run_dir.path(f"checkpoints/train-{run.fingerprints['train']}")
+    folder = checkpoint_folder(run)
     model, figures = train_lora(
         run.target_model(),
         examples,
@@ -399,6 +414,7 @@ TRAIN = Stage(
     train_settings,
     ("adapter/adapter_model.safetensors",),
     "Stage 5: train the target LoRA on the selected tokens.",
+    train_progress,
 )
 
 TITOK_STAGES = (SYNTH, SCORE, SELECT, ALIGN, TRAIN)

@@ -28,6 +28,7 @@ from titok.stages import (
     SELECT,
     SYNTH,
     train_and_save,
+    train_progress,
     train_settings,
     training_examples,
 )
@@ -151,6 +152,7 @@ TRAIN_KD = Stage(
     ),
     ("adapter/adapter_model.safetensors",),
     "KD: train the target LoRA on cross-entropy plus KL to the teacher.",
+    train_progress,
 )
 
 KD_STAGES = (SYNTH, SCORE, SELECT, ALIGN, TEACHER, TRAIN_KD)

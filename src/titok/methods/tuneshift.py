@@ -31,6 +31,7 @@ from titok.stages import (
     resumed,
     synth_body,
     synth_journal,
+    synth_progress,
     synth_settings,
     write_samples,
 )
@@ -127,6 +128,7 @@ SYNTH_TUNESHIFT = Stage(
     lambda c: ("tuneshift", synth_settings(c), c.tuneshift.model_dump()),
     ("synthetic.jsonl",),
     "TuneShift-KD: rounds of prompt generation kept by perplexity ratio.",
+    synth_progress,
 )
 
 
