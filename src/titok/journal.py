@@ -24,14 +24,32 @@ from typing import Any
 from titok.distributed import is_main, rank, wait_for_everyone
 
 Tokens = list[list[int]]
+STAMP_FILE = "stamp"  # the stage fingerprint the journal was written under
+
+
+def _stamp(root: Path) -> str | None:
+    file = root / STAMP_FILE
+    return file.read_text(encoding="utf-8") if file.is_file() else None
+
+
+def _read_entries(root: Path) -> dict[str, Tokens]:
+    """Every process's recorded batches, by key; a line a kill cut short is skipped."""
+    entries: dict[str, Tokens] = {}
+    for file in sorted(root.glob("rank-*.jsonl")):
+        for line in file.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                entries[entry["key"]] = entry["tokens"]
+            except (json.JSONDecodeError, KeyError):
+                continue
+    return entries
 
 
 class BatchJournal:
     """The batches of one stage, by key; `within(scope)` views it for one kind of generation."""
 
-    def __init__(self, root: Path, stamp: str) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.stamp = stamp
         self.entries: dict[str, Tokens] = {}
         self.replayed = 0  # batches read back rather than generated, this process
 
@@ -39,40 +57,21 @@ class BatchJournal:
     def open(cls, root: str | Path, stamp: str) -> BatchJournal:
         """The journal at `root` if it was written under `stamp` (what it holds is read), else a
         new one (an old journal of other settings is deleted)."""
-        journal = cls(Path(root), stamp)
-        stamp_file = journal.root / "stamp"
-        written = stamp_file.read_text(encoding="utf-8") if stamp_file.is_file() else stamp
-        if written != stamp and is_main():
+        journal = cls(Path(root))
+        if _stamp(journal.root) not in (None, stamp) and is_main():
             shutil.rmtree(journal.root, ignore_errors=True)
         journal.root.mkdir(parents=True, exist_ok=True)
         if is_main():
-            stamp_file.write_text(stamp, encoding="utf-8")
+            (journal.root / STAMP_FILE).write_text(stamp, encoding="utf-8")
         wait_for_everyone()  # no process reads what the main one is still clearing
-        for file in sorted(journal.root.glob("rank-*.jsonl")):
-            for line in file.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # the line a kill cut short
-                    continue
-                journal.entries[entry["key"]] = entry["tokens"]
+        journal.entries = _read_entries(journal.root)
         return journal
 
     @staticmethod
     def batches_kept(root: str | Path, stamp: str) -> int:
         """How many batches the journal at `root` holds for a rerun under `stamp` (`titok
         status` on a stage that has not finished), without opening it for writing."""
-        root = Path(root)
-        stamp_file = root / "stamp"
-        if not stamp_file.is_file() or stamp_file.read_text(encoding="utf-8") != stamp:
-            return 0
-        keys = set()
-        for file in root.glob("rank-*.jsonl"):
-            for line in file.read_text(encoding="utf-8").splitlines():
-                try:
-                    keys.add(json.loads(line)["key"])
-                except (json.JSONDecodeError, KeyError):
-                    continue
-        return len(keys)
+        return len(_read_entries(Path(root))) if _stamp(Path(root)) == stamp else 0
 
     def within(self, scope: str) -> ScopedJournal:
         return ScopedJournal(self, scope)

@@ -354,7 +354,7 @@ def checkpoint_folder(run: Run) -> Path:
 
 def train_progress(run: Run) -> dict[str, int]:
     newest = Checkpoints(checkpoint_folder(run), run.config.train.checkpoint_every).newest()
-    return {"checkpoint_step": int(newest.stem.split("-")[1])} if newest else {}
+    return {"checkpoint_step": Checkpoints.step_of(newest)} if newest else {}
 
 
 def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:

@@ -234,8 +234,13 @@ class Checkpoints:
     folder: Path
     every: int
 
+    @staticmethod
+    def step_of(path: Path) -> int:
+        """The optimizer step a checkpoint file was saved at (its name: step-<n>.pt)."""
+        return int(path.stem.split("-")[1])
+
     def newest(self) -> Path | None:
-        found = sorted(self.folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        found = sorted(self.folder.glob("step-*.pt"), key=self.step_of)
         return found[-1] if found else None
 
     def save(self, state: dict) -> Path:
