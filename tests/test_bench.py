@@ -314,16 +314,12 @@ def test_the_documented_facts_coverage_is_the_committed_one():
 
 def test_the_suite_table_is_what_the_committed_cells_give():
     """results/suite/results.md, and its copy in the README, are benchmarks/suite.py's output."""
-    import importlib.util
     import re
 
     import yaml
 
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("suite", root / "benchmarks" / "suite.py")
-    assert spec and spec.loader
-    suite = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(suite)
+    suite = _load_benchmark("suite")
     table = suite.render(yaml.safe_load((root / "results/suite/suite.yaml").read_text()))
     assert table in (root / "results/suite/results.md").read_text()
     readme = (root / "README.md").read_text()
@@ -533,3 +529,48 @@ def test_gradient_checkpointing_reaches_the_training_and_not_the_cell_keys(tmp_p
     config = bench.transplant_config(variant, tmp_path, tmp_path, None, "bbh")
     assert config.train.gradient_checkpointing and config.train.epochs == 12
     assert bench.cell_key("bbh:geometric_shapes", variant.name) == before
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(name, root / "benchmarks" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_confusion_tells_an_answer_prior_from_a_skill(tmp_path):
+    """benchmarks/confusion.py: a constant answer is one column of the matrix, a skill its
+    diagonal; repeats add up; an answer off the true labels counts as `other`."""
+    import json
+
+    confusion = _load_benchmark("confusion")
+    golds = ["(A)", "(B)", "(C)", "(A)"]
+    cells = {
+        "prior": [["(A)", "(A)", "(A)", "(A)"]],
+        "skill": [["(A)", "(B)", "(C)", "(A)"], ["(A)", "(B)", "(Z)", "(A)"]],
+    }
+    (tmp_path / "cells").mkdir()
+    for column, runs in cells.items():
+        for repeat, predictions in enumerate(runs):
+            cell = {
+                "task": "t",
+                "column": column,
+                "repeat": repeat,
+                "status": "done",
+                "golds": golds,
+                "predictions": predictions,
+                "value": 0.0,
+            }
+            (tmp_path / "cells" / f"t__{column}__r{repeat}.json").write_text(json.dumps(cell))
+    labels, counts = confusion.matrices(tmp_path, "t", ["prior", "skill"])
+    assert labels == ["(A)", "(B)", "(C)", "other"]
+    prior, repeats = counts["prior"]
+    assert repeats == 1 and prior[:, 0].tolist() == [2, 1, 1, 0] and prior[:, 1:].sum() == 0
+    skill, repeats = counts["skill"]
+    assert repeats == 2 and skill.diagonal().tolist() == [4, 2, 1, 0] and skill[2, 3] == 1
+    assert "balanced accuracy (mean recall): 0.333" in confusion.table(labels, "prior", prior, 1)
+    assert "balanced accuracy (mean recall): 0.833" in confusion.table(labels, "skill", skill, 2)
