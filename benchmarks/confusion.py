@@ -18,6 +18,7 @@ needs no model. With `--plot`, one heat map per column side by side.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def main() -> None:
         print(table(labels, column, matrix, repeats))
     if args.plot:
         plot(labels, counts, args.plot)
-        print(f"wrote {args.plot}")
+        print(f"wrote {args.plot}", file=sys.stderr)
 
 
 if __name__ == "__main__":

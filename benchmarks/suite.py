@@ -7,10 +7,13 @@ answer-collapse issue mixes tasks whose comparable columns differ (external quer
 knowledge task, data-free on the skill task, a training length per target) and sit in
 different bench directories. `suite.yaml` in the folder names, for every task, the bench
 directory, the two columns (TiTok and KD, trained alike) and whether the task was used to
-choose titok's defaults (`role: choose`) or only to confirm them (`role: confirm`). This script
+choose titok's defaults (`role: choose`) or only to confirm them (`role: confirm`), and where
+its queries came from (`queries: data-free` when the expert or its base wrote them, `external`
+when the expert labelled real questions without answers). This script
 reads the committed cells and prints KD − TiTok per task and pooled (a bootstrap over test
 examples and repeats, stratified by task, as the bench's pooled column), over the whole suite
-and over the confirming tasks alone: a default chosen on a task is not evidence on it.
+over the confirming tasks alone (a default chosen on a task is not evidence on it), and over
+the confirming data-free ones (titok's promise without a user's query logs).
 """
 
 from __future__ import annotations
@@ -49,12 +52,14 @@ def compare(entry: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def render(suite: dict[str, Any]) -> str:
-    rows, parts, confirming = [], [], []
+    rows, parts, confirming, data_free = [], [], [], []
     for entry in suite["tasks"]:
         pair, figures = compare(entry)
         parts.append(pair)
         if entry["role"] == "confirm":
             confirming.append(pair)
+            if entry["queries"] == "data-free":
+                data_free.append(pair)
         rows.append(
             f"| {entry['task']} | {entry['role']} | {entry['setting']} | `{entry['titok']}` | "
             f"{figures['repeats']} | {figures['titok']:.3f} | {figures['kd']:.3f} | "
@@ -62,6 +67,7 @@ def render(suite: dict[str, Any]) -> str:
         )
     whole = pooled_difference(parts)
     confirmed = pooled_difference(confirming) if confirming else None
+    confirmed_data_free = pooled_difference(data_free) if data_free else None
     head = (
         "| task | role | setting | titok column | repeats | titok | KD | KD − titok |\n"
         "|---|---|---|---|---:|---:|---:|---:|"
@@ -69,6 +75,8 @@ def render(suite: dict[str, Any]) -> str:
     pooled = [
         f"| **pooled, every task** | | | | | | | {show_difference(whole)} |",
         f"| **pooled, confirming tasks** | | | | | | | {show_difference(confirmed)} |",
+        "| **pooled, confirming tasks, data-free** | | | | | | | "
+        f"{show_difference(confirmed_data_free)} |",
     ]
     return "\n".join([head, *rows, *pooled]) + "\n"
 
