@@ -81,6 +81,36 @@ def render(suite: dict[str, Any]) -> str:
     return "\n".join([head, *rows, *pooled]) + "\n"
 
 
+def render_options(suite: dict[str, Any]) -> str:
+    """Each option of titok's (a task's `options`: name -> column) against titok's default on
+    the same task, seeds paired: option − titok per task and pooled over the tasks that have it.
+    The evidence for keeping an option out of the defaults or taking it in."""
+    names = list(dict.fromkeys(n for e in suite["tasks"] for n in e.get("options", {})))
+    tasks = [e for e in suite["tasks"] if e.get("options")]
+    head = (
+        "| option − titok | "
+        + " | ".join(e["task"] for e in tasks)
+        + " | **pooled** |\n"
+        + "|---|"
+        + "---:|" * (len(tasks) + 1)
+    )
+    rows = []
+    for name in names:
+        cells, parts = [], []
+        for entry in tasks:
+            column = entry["options"].get(name)
+            columns = bench_cells(entry["bench"]).get(entry["task"], {})
+            pair = paired_runs(columns, column, entry["titok"]) if column else None
+            if pair is None:
+                cells.append("—")
+                continue
+            parts.append(pair)
+            cells.append(f"{show_difference(paired_difference(*pair))} (×{pair[4]})")
+        pooled = show_difference(pooled_difference(parts)) if len(parts) > 1 else "—"
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {pooled} |")
+    return "\n".join([head, *rows]) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a folder with suite.yaml")
@@ -97,6 +127,16 @@ def main() -> None:
         "(paired by seed); pooled: the mean over tasks, bootstrap stratified by task; "
         "`*`: the interval excludes 0.\n\n" + table
     )
+    if any(entry.get("options") for entry in suite["tasks"]):
+        options = render_options(suite)
+        print("\n" + options, end="")
+        text += (
+            "\nThe options against answer collapse, and TiTok + KD, each against titok's default "
+            "column of the same task at the same training (seeds paired; (×n): the repeats both "
+            "have, and with one the interval is over the test questions alone, blind to how "
+            "much a transplant varies by seed; — where the option has not run or does not "
+            "apply; pooled over the tasks where it ran, when there are two or more):\n\n" + options
+        )
     out.write_text(text)
 
 
