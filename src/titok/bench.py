@@ -157,20 +157,22 @@ def ablations() -> list[Variant]:
         # shown at the bench's 6 facts epochs): both methods, so the comparison stays paired.
         Variant("titok:epochs=12", "titok", {"train": {"epochs": 12}}),
         Variant("kd:epochs=12", "kd", {"train": {"epochs": 12}}),
-        # rule:0's transplants lean on one guild at 12 epochs: does an even share per answer
-        # class in the kept samples (class-uniform, a no-op at 6 epochs where nothing arrives)
-        # spread what arrives?
+    ]
+    by_name = {v.name: v for v in variants}
+    # rule:0's transplants lean on one guild at 12 epochs (at 6 nothing arrives, so an option
+    # is a no-op there): the options against answer collapse at 12 epochs, beside titok's
+    variants += [
         Variant(
-            "titok:class-uniform+epochs=12",
-            "titok",
-            {"select": {"class_balance": "uniform"}, "train": {"epochs": 12}},
-        ),
+            f"{v.name}{'+' if ':' in v.name else ':'}epochs=12",
+            v.method,
+            v.overrides | {"train": {"epochs": 12}},
+        )
+        for v in (by_name[name] for name in TINY_OPTIONS)
     ]
     # titok's default training for a target under 200M parameters (train.preset "tiny"), for the
     # task families whose bench training is not it (BBH, MMLU: 3 epochs, batch 4): TiTok, KD,
     # and the options against answer collapse at that training, where something arrives
     tiny = {"train": dict(TRAIN_PRESETS["tiny"])}
-    by_name = {v.name: v for v in variants}
     at_tiny = [
         Variant("titok", "titok"),
         Variant("kd", "kd"),
