@@ -127,8 +127,10 @@ class SynthConfig(_Settings):
     max_rounds: int = Field(
         8,
         ge=1,
-        description="Give up after this many generation rounds of batch_size queries "
-        "beyond the pool size (when the filter rejects too many).",
+        description="How hard synth tries when the filters reject too much: once as many "
+        "queries as the pool needs have been drawn, at most this many further draws (each of "
+        "batch_size to 4 × batch_size queries); and, with validity on, at most this many "
+        "refills of the pool for samples whose answers were dropped, each with that budget.",
     )
 
 
