@@ -290,3 +290,29 @@ def test_did_you_mean_completes_a_cut_short_name_when_only_one_fits():
     assert suggestion == " (did you mean 'titok:queries'?)"
     assert did_you_mean("kd", ["kd:queries", "kd-mined:queries"]) == ""  # too short, and two fit
     assert did_you_mean("kd:", ["kd:queries", "kd:epochs=12:queries"]) == ""  # two fit
+
+
+def test_teacher_figures_say_how_sure_the_teacher_is():
+    """The teacher stage's top_1_mass averages the teacher's top-1 probability over positions;
+    least_sure_top_1 averages, per sample, the top-1 at its least sure position (the answer
+    letter after a fixed "(" ... ")"), which the position mean hides."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from titok.teacher import TeacherStats, carry_teacher
+
+    def top(rows: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.tensor([[1, 2, 3]] * len(rows))
+        return ids, torch.tensor([[math.log(p) for p in row] for row in rows])
+
+    stats = TeacherStats()
+    sure, flat = [0.98, 0.01, 0.01], [0.4, 0.3, 0.3]
+    for rows in ([sure, flat, sure], [sure, [0.5, 0.25, 0.25], sure]):
+        carry_teacher(top(rows), np.arange(3), lambda i: i, {}, stats)
+    carry_teacher(top([sure]), np.array([-1]), lambda i: i, {}, stats)  # no teacher: not counted
+    figures = stats.figures()
+    assert figures["positions_with_teacher"] == 6
+    assert figures["top_1_mass"] == round((4 * 0.98 + 0.4 + 0.5) / 6, 4)
+    assert figures["least_sure_top_1"] == 0.45

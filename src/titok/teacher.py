@@ -33,11 +33,18 @@ class TeacherStats:
     # Top-k slots that hold a target token, and those left empty (unmapped, or merged into
     # another slot because two teacher tokens became one target token).
     slots: dict[str, int] = field(default_factory=lambda: {"kept": 0, "dropped": 0})
+    top_1_mass: float = 0.0  # the teacher's most likely token's probability, summed
+    # Per sample, the top-1 probability at its least sure position (for a one-token answer
+    # after a fixed format, the answer itself): how much KD's targets say beyond a prior.
+    least_sure_top_1: list[float] = field(default_factory=list)
 
     def figures(self) -> dict[str, float]:
+        least_sure = self.least_sure_top_1
         return {
             "target_positions": self.target_positions,
             "positions_with_teacher": self.with_teacher,
+            "top_1_mass": round(self.top_1_mass / max(1, self.with_teacher), 4),
+            "least_sure_top_1": round(sum(least_sure) / max(1, len(least_sure)), 4),
             "top_k_mass": round(self.teacher_mass / max(1, self.with_teacher), 4),
             "mapped_share_of_mass": round(self.mapped_mass / max(1e-12, self.teacher_mass), 4),
             "empty_slots": self.slots["dropped"],
@@ -107,9 +114,13 @@ def carry_teacher(
     ids = np.full((len(positions), k), NO_TEACHER, dtype=np.int64)
     logprobs = np.zeros((len(positions), k), dtype=np.float32)
     stats.target_positions += len(positions)
+    least_sure = 1.0
     for target_pos, source_pos in enumerate(positions.tolist()):
         if source_pos < 0:
             continue
+        top_1 = float(np.exp(source_logprobs[source_pos].max()))
+        stats.top_1_mass += top_1
+        least_sure = min(least_sure, top_1)
         ids[target_pos], logprobs[target_pos] = map_distribution(
             source_ids[source_pos], source_logprobs[source_pos], vocab, end_pairs, k
         )
@@ -119,4 +130,6 @@ def carry_teacher(
         stats.mapped_mass += float(np.exp(logprobs[target_pos][kept]).sum())
         stats.slots["kept"] += int(kept.sum())
         stats.slots["dropped"] += int(k - kept.sum())
+    if (positions >= 0).any():
+        stats.least_sure_top_1.append(least_sure)
     return ids, logprobs
