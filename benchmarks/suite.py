@@ -82,9 +82,10 @@ def render(suite: dict[str, Any]) -> str:
 
 
 def render_options(suite: dict[str, Any]) -> str:
-    """Each option of titok's (a task's `options`: name -> column) against titok's default on
-    the same task, seeds paired: option − titok per task and pooled over the tasks that have it.
-    The evidence for keeping an option out of the defaults or taking it in."""
+    """Each option of titok's, and the other baselines (a task's `options`: name -> column),
+    against titok's default on the same task, seeds paired: option − titok per task and pooled
+    over the tasks that have it. The evidence for keeping an option out of the defaults or
+    taking it in."""
     names = list(dict.fromkeys(n for e in suite["tasks"] for n in e.get("options", {})))
     tasks = [e for e in suite["tasks"] if e.get("options")]
     head = (
@@ -131,7 +132,8 @@ def main() -> None:
         options = render_options(suite)
         print("\n" + options, end="")
         text += (
-            "\nThe options against answer collapse, and TiTok + KD, each against titok's default "
+            "\nThe options against answer collapse, TiTok + KD and TuneShift-KD, each against "
+            "titok's default "
             "column of the same task at the same training (seeds paired; (×n): the repeats both "
             "have, and with one the interval is over the test questions alone, blind to how "
             "much a transplant varies by seed; — where the option has not run or does not "

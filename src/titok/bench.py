@@ -120,6 +120,11 @@ TINY_OPTIONS = (
 )
 
 
+# The third baseline the answer-collapse issue's suite compares at titok's training for a small
+# target (12 epochs; the preset), beside KD.
+TUNESHIFT = Variant("tuneshift-kd", "tuneshift-kd")
+
+
 def ablations() -> list[Variant]:
     """TiTok's ablations (SPEC §3): sample filtering off, target-written queries, k sweep
     (k = 1.0 is token selection off); and the options against answer collapse: validity rules,
@@ -167,7 +172,7 @@ def ablations() -> list[Variant]:
             v.method,
             v.overrides | {"train": {"epochs": 12}},
         )
-        for v in (by_name[name] for name in TINY_OPTIONS)
+        for v in [*(by_name[name] for name in TINY_OPTIONS), TUNESHIFT]
     ]
     # titok's default training for a target under 200M parameters (train.preset "tiny"), for the
     # task families whose bench training is not it (BBH, MMLU: 3 epochs, batch 4): TiTok, KD,
@@ -177,6 +182,7 @@ def ablations() -> list[Variant]:
         Variant("titok", "titok"),
         Variant("kd", "kd"),
         *(by_name[name] for name in TINY_OPTIONS),
+        TUNESHIFT,
     ]
     return [
         *variants,
