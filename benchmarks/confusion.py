@@ -64,13 +64,14 @@ def table(labels: list[str], column: str, counts: np.ndarray, repeats: int) -> s
         "| true \\ given | " + " | ".join(labels[i] for i in given) + " | recall |",
         "|---|" + "---:|" * (len(given) + 1),
     ]
+    recalls = []
     for row, label in enumerate(labels[:-1]):
         total = counts[row].sum()
         if not total:
             continue
+        recalls.append(counts[row, row] / total)
         cells = " | ".join(str(counts[row, i]) if counts[row, i] else "·" for i in given)
-        lines.append(f"| {label} | {cells} | {counts[row, row] / total:.2f} |")
-    recalls = [counts[r, r] / counts[r].sum() for r in range(len(labels) - 1) if counts[r].sum()]
+        lines.append(f"| {label} | {cells} | {recalls[-1]:.2f} |")
     lines.append(f"\nbalanced accuracy (mean recall): {np.mean(recalls):.3f}\n")
     return "\n".join(lines)
 

@@ -125,6 +125,15 @@ TINY_OPTIONS = (
 TUNESHIFT = Variant("tuneshift-kd", "tuneshift-kd")
 
 
+def trained_as(variant: Variant, label: str, train: dict[str, Any]) -> Variant:
+    """`variant` at another training, named `<name>:<label>` (`<name>+<label>` when the name
+    already holds an option)."""
+    joiner = "+" if ":" in variant.name else ":"
+    return Variant(
+        f"{variant.name}{joiner}{label}", variant.method, variant.overrides | {"train": train}
+    )
+
+
 def ablations() -> list[Variant]:
     """TiTok's ablations (SPEC §3): sample filtering off, target-written queries, k sweep
     (k = 1.0 is token selection off); and the options against answer collapse: validity rules,
@@ -164,34 +173,17 @@ def ablations() -> list[Variant]:
         Variant("kd:epochs=12", "kd", {"train": {"epochs": 12}}),
     ]
     by_name = {v.name: v for v in variants}
+    options = [*(by_name[name] for name in TINY_OPTIONS), TUNESHIFT]
     # rule:0's transplants lean on one guild at 12 epochs (at 6 nothing arrives, so an option
     # is a no-op there): the options against answer collapse at 12 epochs, beside titok's
-    variants += [
-        Variant(
-            f"{v.name}{'+' if ':' in v.name else ':'}epochs=12",
-            v.method,
-            v.overrides | {"train": {"epochs": 12}},
-        )
-        for v in [*(by_name[name] for name in TINY_OPTIONS), TUNESHIFT]
-    ]
+    variants += [trained_as(v, "epochs=12", {"epochs": 12}) for v in options]
     # titok's default training for a target under 200M parameters (train.preset "tiny"), for the
     # task families whose bench training is not it (BBH, MMLU: 3 epochs, batch 4): TiTok, KD,
     # and the options against answer collapse at that training, where something arrives
-    tiny = {"train": dict(TRAIN_PRESETS["tiny"])}
-    at_tiny = [
-        Variant("titok", "titok"),
-        Variant("kd", "kd"),
-        *(by_name[name] for name in TINY_OPTIONS),
-        TUNESHIFT,
-    ]
+    at_tiny = [Variant("titok", "titok"), Variant("kd", "kd"), *options]
     return [
         *variants,
-        *(
-            Variant(
-                f"{v.name}{'+' if ':' in v.name else ':'}preset=tiny", v.method, v.overrides | tiny
-            )
-            for v in at_tiny
-        ),
+        *(trained_as(v, "preset=tiny", dict(TRAIN_PRESETS["tiny"])) for v in at_tiny),
         # KD from the same writer as titok:base-writes (the source base writes, the expert
         # answers): a paired comparison where the expert itself writes no task's questions
         Variant("kd:base-writes", "kd", {"synth": {"writer_scale": 0.0}}),
