@@ -173,3 +173,17 @@ def test_no_fall_back_unless_auto_finds_nothing_and_the_base_does(
     config = SynthConfig(**{**SMALL, "query_prompt": "auto", "validity": False, **settings})
     result = synth.synthesize(expert, EXAMPLES, config, 4, seed=0)
     assert calls == expected_calls and "writer_fallback" not in result.figures
+
+
+def test_tuneshift_falls_back_to_the_source_base_as_titok_does(tiny_models, tmp_path, monkeypatch):
+    """An expert that writes no usable query in any style (the bench's rule:0 expert) does not
+    stop TuneShift-KD's rounds: the source base writes them, as it does TiTok's pool."""
+    calls: list[float] = []
+    monkeypatch.setattr(synth, "choose_query_prompt", fake_probe({1.0: 0.0, 0.0: 0.5}, calls))
+    settings = {"method": "tuneshift-kd", "synth__query_prompt": "auto", "synth__max_rounds": 1}
+    run = make_run(tiny_models, tmp_path / "run", **settings)
+    run.run_stage(run.stage("synth"))
+    figures = run.run_dir.manifest("synth")["figures"]
+    assert calls == [1.0, 0.0]
+    assert figures["writer_scale"] == 0.0 and "writer_fallback" in figures
+    assert run.run_dir.path("synthetic.jsonl").read_text().strip()

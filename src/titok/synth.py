@@ -410,6 +410,18 @@ def fall_back_to_base_writer(
     }
 
 
+def resolve_expert_writing(
+    expert: Writer, seeds: Sequence[Example], config: SynthConfig, seed: int
+) -> tuple[SynthConfig, dict[str, object]]:
+    """`resolve_query_prompt` with the source expert as the query writer, and the source base
+    writing instead when `auto` finds no style in which the expert writes a usable query
+    (`fall_back_to_base_writer`); TiTok's pool and TuneShift-KD's rounds both start here."""
+    config, probed = resolve_query_prompt(expert, seeds, config, seed)
+    if probed and no_style_writes(probed):
+        return fall_back_to_base_writer(expert, seeds, config, seed, probed)
+    return config, probed
+
+
 def _probe(probed: dict[str, object]) -> dict[str, dict[str, float]]:
     scores = probed["query_prompt_probe"]
     assert isinstance(scores, dict)
@@ -468,9 +480,10 @@ def synthesize(
         figures["samples"] = len(samples)
         return SynthResult(samples, figures)
     writer = query_writer or expert
-    config, probed = resolve_query_prompt(writer, seeds, config, seed)
-    if query_writer is None and probed and no_style_writes(probed):
-        config, probed = fall_back_to_base_writer(expert, seeds, config, seed, probed)
+    if query_writer is None:
+        config, probed = resolve_expert_writing(expert, seeds, config, seed)
+    else:
+        config, probed = resolve_query_prompt(query_writer, seeds, config, seed)
     if not config.validity:
         queries, figures = generate_queries(
             writer.model,

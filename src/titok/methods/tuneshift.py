@@ -39,7 +39,7 @@ from titok.synth import (
     answer_all,
     generate_queries,
     query_rules,
-    resolve_query_prompt,
+    resolve_expert_writing,
     valid_answers,
 )
 from titok.validity import AnswerSpace, Dropped
@@ -65,9 +65,10 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
     keep_per_round = math.ceil(math.ceil(t.keep_fraction * pool) / t.rounds)
     seeds = read_seeds(c.seeds)
     examples: list[Example] = seeds
-    # The same query writing as TiTok's: the style chosen once, the validity rules measured
-    # against the seeds (later rounds show the prompts kept so far, not the seeds).
-    synth, probed = resolve_query_prompt(expert, seeds, c.synth, c.seed)
+    # The same query writing as TiTok's: the style chosen once (the source base writing if the
+    # expert writes nothing usable in any style), the validity rules measured against the seeds
+    # (later rounds show the prompts kept so far, not the seeds).
+    synth, probed = resolve_expert_writing(expert, seeds, c.synth, c.seed)
     dropped = Dropped()
     rules = query_rules(expert, seeds, synth) if synth.validity else None
     space = AnswerSpace.infer(s.answer for s in seeds)
