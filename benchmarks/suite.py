@@ -134,10 +134,10 @@ def main() -> None:
         text += (
             "\nThe options against answer collapse, TiTok + KD and TuneShift-KD, each against "
             "titok's default column of the same task at the same training (seeds paired; (×n): "
-            "the repeats both "
-            "have, and with one the interval is over the test questions alone, blind to how "
-            "much a transplant varies by seed; — where the option has not run or does not "
-            "apply; pooled over the tasks where it ran, when there are two or more):\n\n" + options
+            "the repeats both have, and with one the interval is over the test questions alone, "
+            "blind to how much a transplant varies by seed; — where the option has not run or "
+            "does not apply; pooled over the tasks where it ran, when there are two or more):"
+            "\n\n" + options
         )
     out.write_text(text)
 
