@@ -76,16 +76,23 @@ def table(labels: list[str], column: str, counts: np.ndarray, repeats: int) -> s
     return "\n".join(lines)
 
 
+PANELS_PER_ROW = 5
+
+
 def plot(labels: list[str], counts: dict[str, tuple[np.ndarray, int]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # at most five panels a row: nine in one row made a 3,456-pixel strip
+    across = min(len(counts), PANELS_PER_ROW)
+    rows = -(-len(counts) // across)
     figure, axes = plt.subplots(
-        1, len(counts), figsize=(3.2 * len(counts), 3.6), squeeze=False, sharey=True
+        rows, across, figsize=(3.2 * across, 3.6 * rows), squeeze=False, sharey=True
     )
-    for axis, (column, (matrix, repeats)) in zip(axes[0], counts.items(), strict=True):
+    panels = axes.flatten()
+    for axis, (column, (matrix, repeats)) in zip(panels, counts.items(), strict=False):
         # each true answer's row as shares, so classes with few questions read alike
         shares = matrix[:-1] / np.maximum(matrix[:-1].sum(axis=1, keepdims=True), 1)
         axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -93,7 +100,10 @@ def plot(labels: list[str], counts: dict[str, tuple[np.ndarray, int]], path: Pat
         axis.set_yticks(range(len(labels) - 1), labels[:-1], fontsize=7)
         axis.set_title(f"{column} (×{repeats})", fontsize=8)
         axis.set_xlabel("given answer", fontsize=8)
-    axes[0][0].set_ylabel("true answer", fontsize=8)
+    for axis in panels[len(counts) :]:
+        axis.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("true answer", fontsize=8)
     figure.suptitle("Share of each true answer's questions given each answer", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

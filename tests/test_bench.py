@@ -576,3 +576,35 @@ def test_confusion_tells_an_answer_prior_from_a_skill(tmp_path):
     assert repeats == 2 and skill.diagonal().tolist() == [4, 2, 1, 0] and skill[2, 3] == 1
     assert "balanced accuracy (mean recall): 0.333" in confusion.table(labels, "prior", prior, 1)
     assert "balanced accuracy (mean recall): 0.833" in confusion.table(labels, "skill", skill, 2)
+
+
+def test_two_bench_jobs_side_by_side_compute_each_cell_once(tiny_models, tmp_path):
+    """The documented way to use a second core: another job beside the first on the same
+    --out. Each cell, and the source expert it trains, is computed by one job; the other waits
+    for it and reuses it (before the locks, both computed every base cell and both trained the
+    expert over each other)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench"
+    command = [sys.executable, "-m", "titok", "-q", "bench", "--screen", "--out", str(out)]
+    command += ["--tasks", "bbh:boolean_expressions", "--limit", "2"]
+    command += ["--source", str(tiny_models["source"]), "--target", str(tiny_models["target"])]
+    jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    jobs.append(
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    )
+    finished = [job.communicate(timeout=900) for job in jobs]
+    for job, (_, stderr) in zip(jobs, finished, strict=True):
+        assert job.returncode == 0, stderr
+    log = (out / "bench.log").read_text()
+    for column in ("source base", "source expert"):
+        assert log.count(f"bbh:boolean_expressions / {column}: running") == 1, log
+    expert = json.loads(
+        (out / "bbh_boolean_expressions" / "stages" / "source_expert.json").read_text()
+    )
+    assert expert["seconds"] > 0
+    cells = load_cells(out)
+    assert [c["column"] for c in cells] == ["source base", "source expert"]
+    assert all(c["status"] == "done" for c in cells)
+    assert not list(out.rglob(".titok-tmp-*"))

@@ -84,3 +84,20 @@ def test_an_error_in_one_process_is_reported_once_and_every_process_exits_2(tiny
     assert "error (process 0" not in by_rank["0"], failure(launched)
     # torchrun's summary lists each failed process with its exit status
     assert launched.stderr.count("exitcode  : 2") == 2, failure(launched)
+
+
+@pytest.mark.slow
+def test_a_bench_under_two_processes_takes_its_locks_once_per_launch(tiny_models, tmp_path):
+    """A bench's cells and expert are done under file locks that keep other jobs out; the
+    processes of one launch work in step and enter together (each taking the lock for itself,
+    the second would wait for ever on the first, which waits for it in training)."""
+    from titok.bench_report import load_cells
+
+    bench = ["bench", "--screen", "--out", str(tmp_path / "b"), "--tasks"]
+    bench += ["bbh:boolean_expressions", "--limit", "2"]
+    bench += ["--source", str(tiny_models["source"]), "--target", str(tiny_models["target"])]
+    launched = run_titok(*bench, processes=2, timeout=600)
+    assert launched.returncode == 0, failure(launched)
+    cells = load_cells(tmp_path / "b")
+    assert [c["column"] for c in cells] == ["source base", "source expert"]
+    assert all(c["status"] == "done" and c["n"] == 2 for c in cells), cells

@@ -15,7 +15,7 @@ from tests.common import run_titok, smol_tokenizer
 from tests.test_pipeline import TINY, make_run, tiny_settings
 from titok.config import TrainConfig
 from titok.journal import BatchJournal
-from titok.rundir import TEMP_PREFIX
+from titok.rundir import TEMP_PREFIX, RunDir
 from titok.stages import SYNTH_JOURNAL
 from titok.train import Checkpoints, TrainExample, TrainingError, train_lora
 
@@ -100,6 +100,56 @@ def test_partial_files_of_a_killed_process_are_removed_on_reopen(tiny_models, tm
     (run.run_dir.path(f"{TEMP_PREFIX}adapter.xyz")).mkdir()
     again = make_run(tiny_models, tmp_path / "run")
     assert not list(again.run_dir.root.rglob(f"{TEMP_PREFIX}*"))
+
+
+WRITER = """
+import sys
+from titok.rundir import RunDir
+run = RunDir(sys.argv[1]).create()
+built = run.temp_dir("adapter")  # an adapter half written, as in a training's last step
+(built / "adapter_model.safetensors").write_text("weights")
+print(built, flush=True)
+sys.stdin.readline()  # until the test says: finish
+run.replace_dir("adapter", built)
+"""
+
+
+def test_opening_a_folder_keeps_a_live_jobs_partial_files_and_removes_a_dead_ones(tmp_path):
+    """A bench job beside another opens the task folder they share (to train or reuse the
+    expert) while the other writes an adapter below it: that work must survive; what a killed
+    job left must not."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "task"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder / "titok")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    partial = Path(writer.stdout.readline().strip())
+    assert partial.name.startswith(TEMP_PREFIX) and partial.is_dir()
+    assert RunDir(folder).create().remove_partial() == []  # the writer is alive
+    assert (partial / "adapter_model.safetensors").is_file()
+    writer.communicate("finish\n", timeout=60)
+    assert writer.returncode == 0
+    assert (folder / "titok" / "adapter" / "adapter_model.safetensors").is_file()
+
+    killed = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder / "kd")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    partial = Path(killed.stdout.readline().strip())
+    killed.kill()
+    killed.communicate(timeout=60)
+    # a job on another machine sharing the disk: this one cannot tell whether it lives
+    elsewhere = folder / "kd-r1" / f"{TEMP_PREFIX}4194304-00000000-adapter.abc"
+    elsewhere.mkdir(parents=True)
+    assert RunDir(folder).create().remove_partial() == [] and not partial.exists()
+    assert elsewhere.is_dir()
 
 
 def test_same_settings_and_seed_give_identical_artifacts(tiny_models, tmp_path):

@@ -147,7 +147,7 @@ def test_a_stage_a_sibling_is_computing_is_waited_for_and_adopted(tiny_models, t
     def siblings() -> list[Path]:
         return [folder / "titok"]
 
-    holder = FileLock(locks / f"{synth}.lock")
+    holder = FileLock(locks / f"synth-{synth}.lock")
     holder.acquire()
     finished: list[Path] = []
     waiting = threading.Thread(
@@ -163,6 +163,34 @@ def test_a_stage_a_sibling_is_computing_is_waited_for_and_adopted(tiny_models, t
     kd_synth = json.loads((folder / "kd" / "stages" / "synth.json").read_text())
     assert kd_synth["adopted_from"] == str(folder / "titok")
     assert second.timings["synth"] == 0.0
+
+
+def test_a_job_waiting_for_another_says_so_once_and_goes_on_when_it_is_done(tmp_path, caplog):
+    import logging
+
+    from titok.rundir import launch_lock
+
+    caplog.set_level(logging.INFO, logger="titok.rundir")
+    lock_file = tmp_path / ".locks" / "cell-x.lock"
+    lock_file.parent.mkdir()
+    holder = FileLock(lock_file)
+    holder.acquire()
+    entered = threading.Event()
+
+    def waiting() -> None:
+        with launch_lock(lock_file):
+            entered.set()
+
+    job = threading.Thread(target=waiting)
+    job.start()
+    try:
+        assert not entered.wait(timeout=1.0)  # held by the other job
+    finally:
+        holder.release()
+    job.join(timeout=60)
+    assert entered.is_set() and not job.is_alive()
+    said = [r.getMessage() for r in caplog.records if r.name == "titok.rundir"]
+    assert said == [f"waiting for another job working under {lock_file}"]
 
 
 @pytest.mark.parametrize("method", ["titok", "tuneshift-kd"])

@@ -44,7 +44,7 @@ from titok.models import load_model, load_tokenizer
 from titok.precision import DtypeSetting, fingerprint_part, resolved_name
 from titok.prompts import prompt_format
 from titok.provenance import git_commit
-from titok.rundir import RunDir, fingerprint
+from titok.rundir import RunDir, fingerprint, launch_lock
 from titok.tasks import bbh_task_names, resolve_task
 from titok.version import __version__
 
@@ -343,6 +343,15 @@ class Bench:
 
     def run_cell(
         self, task: str, column: str, compute: Callable[[], dict[str, Any]], repeat: int = 0
+    ) -> dict[str, Any]:
+        path = self.cell_path(task, column, repeat)
+        # a job side by side may be computing this cell: wait for it, then take its result
+        lock = task_folder(self.settings.out, task) / ".locks" / f"cell-{path.stem}.lock"
+        with launch_lock(lock):
+            return self.compute_cell(task, column, compute, repeat)
+
+    def compute_cell(
+        self, task: str, column: str, compute: Callable[[], dict[str, Any]], repeat: int
     ) -> dict[str, Any]:
         path = self.cell_path(task, column, repeat)
         key = self.cell_key(task, column, repeat)

@@ -14,7 +14,7 @@ from titok.distributed import is_main, main_decides, wait_for_everyone
 from titok.models import load_model, load_tokenizer, sized_training
 from titok.precision import DtypeSetting, fingerprint_part
 from titok.prompts import PromptFormat, prompt_format
-from titok.rundir import RunDir, fingerprint
+from titok.rundir import RunDir, fingerprint, launch_lock
 from titok.train import TrainExample, save_adapter, train_lora
 
 
@@ -50,23 +50,25 @@ def train_on_examples(
         *fingerprint_part(dtype),
     )
     outputs = [f"{folder.name}/adapter_model.safetensors"]
-    if main_decides(run_dir.is_done(folder.name, stage_fp, outputs)):
-        return folder
-    started = time.perf_counter()
-    tokenizer = load_tokenizer(model_spec)
-    fmt = prompt_format(tokenizer, model_spec)
-    model, figures = train_lora(
-        load_model(model_spec, dtype=dtype),
-        full_answer_examples(tokenizer, fmt, examples),
-        config,
-        pad_id=tokenizer.pad_token_id,
-        seed=seed,
-        desc=f"training {folder.name}",
-    )
-    if is_main():  # every process holds the same weights after data-parallel training
-        built = run_dir.temp_dir(folder.name)
-        save_adapter(model, built)
-        run_dir.replace_dir(folder.name, built)
-    run_dir.mark_done(folder.name, stage_fp, time.perf_counter() - started, figures)
+    # bench jobs side by side share the expert: one trains it, the others wait and reuse it
+    with launch_lock(run_dir.path(f".locks/{folder.name}-{stage_fp}.lock")):
+        if main_decides(run_dir.is_done(folder.name, stage_fp, outputs)):
+            return folder
+        started = time.perf_counter()
+        tokenizer = load_tokenizer(model_spec)
+        fmt = prompt_format(tokenizer, model_spec)
+        model, figures = train_lora(
+            load_model(model_spec, dtype=dtype),
+            full_answer_examples(tokenizer, fmt, examples),
+            config,
+            pad_id=tokenizer.pad_token_id,
+            seed=seed,
+            desc=f"training {folder.name}",
+        )
+        if is_main():  # every process holds the same weights after data-parallel training
+            built = run_dir.temp_dir(folder.name)
+            save_adapter(model, built)
+            run_dir.replace_dir(folder.name, built)
+        run_dir.mark_done(folder.name, stage_fp, time.perf_counter() - started, figures)
     wait_for_everyone()  # the adapter is on disk before any process reads it
     return folder

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 import yaml
-from filelock import FileLock
 from peft import PeftModel
 from pydantic import ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -44,7 +43,7 @@ from titok.models import (
 )
 from titok.precision import resolve_dtype
 from titok.prompts import PromptFormat, prompt_format
-from titok.rundir import RunDir, fingerprint
+from titok.rundir import RunDir, fingerprint, launch_lock
 from titok.version import __version__
 
 log = logging.getLogger(__name__)
@@ -336,9 +335,8 @@ class Run:
         (titok and KD draw the same synthetic pool; two bench jobs started together would each
         write it). A killed holder releases its lock with its process.
         """
-        locks.mkdir(parents=True, exist_ok=True)
         for stage in self.stages:
-            with FileLock(locks / f"{self.fingerprints[stage.name]}.lock"):
+            with launch_lock(locks / f"{stage.name}-{self.fingerprints[stage.name]}.lock"):
                 adopted = self.adopt_finished(siblings())
                 if adopted:
                     log.info("reusing %s from a sibling run", ", ".join(adopted))

@@ -8,24 +8,86 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from titok.distributed import is_main
+import psutil
+from filelock import FileLock, Timeout
+
+from titok.distributed import is_main, wait_for_everyone
 from titok.errors import RunDirError
 from titok.provenance import git_commit, package_versions
 from titok.version import __version__
 
+log = logging.getLogger(__name__)
+
 TEMP_PREFIX = ".titok-tmp-"  # every partial artifact; removed when a run directory is opened
+# a partial artifact's name says which process writes it ("<pid>-<host hash>-"), so opening a
+# run directory removes what killed processes left and never what a live one is writing
+_OWNED = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-([0-9a-f]{8})-")
+
+
+def _host() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of this process's partial file or directory on its way to becoming `name`."""
+    return f"{TEMP_PREFIX}{os.getpid()}-{_host()}-{name}."
+
+
+def left_behind(path: Path) -> bool:
+    """Is this partial artifact a leftover (its writer is gone), not another process's work?
+
+    Unnamed ones (older titok) are leftovers; so are this process's own, since it opens a
+    run directory between writes. Another live process's, or another host's, are not.
+    """
+    owned = _OWNED.match(path.name)
+    if owned is None:
+        return True
+    pid, host = int(owned.group(1)), owned.group(2)
+    if host != _host():
+        return False  # a process on another machine sharing the disk: it cleans up after itself
+    return pid == os.getpid() or not psutil.pid_exists(pid)
 
 
 def fingerprint(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@contextmanager
+def launch_lock(lock_file: Path) -> Iterator[None]:
+    """Work under `lock_file` that another titok job must not do at the same time.
+
+    Two jobs sharing a folder (bench jobs side by side) take turns; the one that waited then
+    finds the work done and reuses it. The processes of one launch (`torchrun`) enter together:
+    the main process holds the lock for them all, since they work in step. A killed holder's
+    lock goes with its process.
+    """
+    lock = FileLock(lock_file) if is_main() else None
+    if lock is not None:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:  # said once, so a job that seems idle in its log is known to wait
+            log.info("waiting for another job working under %s", lock_file)
+            lock.acquire()
+    try:
+        wait_for_everyone()  # the others start once the main process holds it
+        yield
+        wait_for_everyone()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 class RunDir:
@@ -39,10 +101,13 @@ class RunDir:
         return self
 
     def remove_partial(self) -> list[Path]:
-        """Delete what a killed process left half-written (temporary files and directories)."""
-        if not is_main():  # another process may be writing them right now
+        """Delete what a killed process left half-written (temporary files and directories).
+
+        Another live process's partial artifacts stay: two bench jobs share a task folder.
+        """
+        if not is_main():  # another process of this launch may be writing them right now
             return []
-        leftovers = sorted(self.root.rglob(f"{TEMP_PREFIX}*"))
+        leftovers = sorted(p for p in self.root.rglob(f"{TEMP_PREFIX}*") if left_behind(p))
         for path in leftovers:
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -59,7 +124,7 @@ class RunDir:
         if not is_main():  # every process computes the same artifacts; one writes them
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", dir=target.parent)
+        handle, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), dir=target.parent)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(tmp, target)
@@ -89,7 +154,7 @@ class RunDir:
         return target
 
     def temp_dir(self, name: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name}.", dir=self.root))
+        return Path(tempfile.mkdtemp(prefix=temp_prefix(name), dir=self.root))
 
     # -- reads --------------------------------------------------------------------------------
     def read_json(self, name: str, made_by: str) -> Any:
@@ -116,7 +181,7 @@ class RunDir:
                 self.replace_dir(top, built)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", dir=target.parent)
+            handle, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), dir=target.parent)
             os.close(handle)
             shutil.copyfile(source, tmp)
             os.replace(tmp, target)

@@ -29,7 +29,7 @@ from titok.distributed import is_main, main_decides, world_size
 from titok.errors import TitokError
 from titok.faults import failpoint
 from titok.generation import quiet
-from titok.rundir import TEMP_PREFIX
+from titok.rundir import temp_prefix
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class Checkpoints:
         """Write atomically, then drop older checkpoints: the newest whole one always exists."""
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / f"step-{state['step']}.pt"
-        tmp = self.folder / f"{TEMP_PREFIX}{target.name}"
+        tmp = self.folder / f"{temp_prefix(target.name)}pt"
         torch.save(state, tmp)
         os.replace(tmp, target)
         for older in self.folder.glob("step-*.pt"):
