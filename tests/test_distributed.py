@@ -101,3 +101,5 @@ def test_a_bench_under_two_processes_takes_its_locks_once_per_launch(tiny_models
     cells = load_cells(tmp_path / "b")
     assert [c["column"] for c in cells] == ["source base", "source expert"]
     assert all(c["status"] == "done" and c["n"] == 2 for c in cells), cells
+    log = (tmp_path / "b" / "bench.log").read_text()  # the main process's lines, once
+    assert log.count("bbh:boolean_expressions / source base: running") == 1, log

@@ -39,6 +39,17 @@ ForceOption = Annotated[
 ]
 
 
+def _log_to_file(root: logging.Logger, log_file: Path) -> None:
+    from titok.distributed import launched_as_main
+
+    if not launched_as_main():  # under a launcher one copy of each line, not one a process
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+
+
 def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
     root = logging.getLogger()
     root.handlers.clear()
@@ -47,12 +58,7 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     root.addHandler(handler)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
-        root.addHandler(file_handler)
+        _log_to_file(root, log_file)
     for noisy in (
         "transformers",
         "peft",

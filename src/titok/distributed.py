@@ -26,6 +26,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_as_main() -> bool:
+    """Whether the launcher made this the main process, read before any process group exists."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 @cache
 def state():  # -> accelerate.PartialState; made once per process, on first use
     from accelerate import PartialState
