@@ -138,3 +138,11 @@ def failure(result: subprocess.CompletedProcess[str], tail: int = 4000) -> str:
         label, _, text = part.partition("\n")
         shown.append(f"--- rank {label}\n{text[-tail:]}")
     return f"exit status {result.returncode}\n" + "\n".join(shown)
+
+
+def screen_bench_args(tiny_models: dict[str, Path], out: Path) -> list[str]:
+    """`titok bench` arguments for the smallest real bench: the source base and expert cells of
+    one task on two test examples, on the tiny models (the expert trained by the bench)."""
+    args = ["bench", "--screen", "--out", str(out), "--tasks", "bbh:boolean_expressions"]
+    args += ["--limit", "2", "--source", str(tiny_models["source"])]
+    return [*args, "--target", str(tiny_models["target"])]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.common import run_titok
+from tests.common import run_titok, screen_bench_args
 from titok.bench import LEGACY_SYNTH, Bench, BenchSettings, screen_tasks, write_report
 from titok.bench_report import (
     MARKDOWN_TABLE,
@@ -587,13 +587,11 @@ def test_two_bench_jobs_side_by_side_compute_each_cell_once(tiny_models, tmp_pat
     import sys
 
     out = tmp_path / "bench"
-    command = [sys.executable, "-m", "titok", "-q", "bench", "--screen", "--out", str(out)]
-    command += ["--tasks", "bbh:boolean_expressions", "--limit", "2"]
-    command += ["--source", str(tiny_models["source"]), "--target", str(tiny_models["target"])]
-    jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-    jobs.append(
+    command = [sys.executable, "-m", "titok", "-q", *screen_bench_args(tiny_models, out)]
+    jobs = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    )
+        for _ in range(2)
+    ]
     finished = [job.communicate(timeout=900) for job in jobs]
     for job, (_, stderr) in zip(jobs, finished, strict=True):
         assert job.returncode == 0, stderr

@@ -10,7 +10,7 @@ import yaml
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from tests.common import failure, run_titok
+from tests.common import failure, run_titok, screen_bench_args
 from tests.test_pipeline import TINY, tiny_settings
 
 ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl")
@@ -93,9 +93,7 @@ def test_a_bench_under_two_processes_takes_its_locks_once_per_launch(tiny_models
     the second would wait for ever on the first, which waits for it in training)."""
     from titok.bench_report import load_cells
 
-    bench = ["bench", "--screen", "--out", str(tmp_path / "b"), "--tasks"]
-    bench += ["bbh:boolean_expressions", "--limit", "2"]
-    bench += ["--source", str(tiny_models["source"]), "--target", str(tiny_models["target"])]
+    bench = screen_bench_args(tiny_models, tmp_path / "b")
     launched = run_titok(*bench, processes=2, timeout=600)
     assert launched.returncode == 0, failure(launched)
     cells = load_cells(tmp_path / "b")

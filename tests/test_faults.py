@@ -121,14 +121,18 @@ def test_opening_a_folder_keeps_a_live_jobs_partial_files_and_removes_a_dead_one
     import subprocess
     import sys
 
+    def start_writer(run: Path) -> tuple[subprocess.Popen, Path]:
+        """A process writing `run`'s adapter, and its partial directory once it exists."""
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(run)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        return writer, Path(writer.stdout.readline().strip())
+
     folder = tmp_path / "task"
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(folder / "titok")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    partial = Path(writer.stdout.readline().strip())
+    writer, partial = start_writer(folder / "titok")
     assert partial.name.startswith(TEMP_PREFIX) and partial.is_dir()
     assert RunDir(folder).create().remove_partial() == []  # the writer is alive
     assert (partial / "adapter_model.safetensors").is_file()
@@ -136,13 +140,7 @@ def test_opening_a_folder_keeps_a_live_jobs_partial_files_and_removes_a_dead_one
     assert writer.returncode == 0
     assert (folder / "titok" / "adapter" / "adapter_model.safetensors").is_file()
 
-    killed = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(folder / "kd")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    partial = Path(killed.stdout.readline().strip())
+    killed, partial = start_writer(folder / "kd")
     killed.kill()
     killed.communicate(timeout=60)
     # a job on another machine sharing the disk: this one cannot tell whether it lives

@@ -348,12 +348,17 @@ class Bench:
         # a job side by side may be computing this cell: wait for it, then take its result
         lock = task_folder(self.settings.out, task) / ".locks" / f"cell-{path.stem}.lock"
         with launch_lock(lock):
-            return self.compute_cell(task, column, compute, repeat)
+            return self.compute_cell(path, task, column, compute, repeat)
 
     def compute_cell(
-        self, task: str, column: str, compute: Callable[[], dict[str, Any]], repeat: int
+        self,
+        path: Path,
+        task: str,
+        column: str,
+        compute: Callable[[], dict[str, Any]],
+        repeat: int,
     ) -> dict[str, Any]:
-        path = self.cell_path(task, column, repeat)
+        """The cell at `path`: read when done with the current key, else computed and written."""
         key = self.cell_key(task, column, repeat)
         if path.is_file():
             cell = json.loads(path.read_text())
