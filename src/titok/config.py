@@ -427,6 +427,13 @@ class TransplantConfig(_Settings):
         "computes it fast (a bf16 GPU; a CPU with AVX-512 BF16 or AMX) and fp32 elsewhere; "
         "'float32' or 'bfloat16' forces one. Log-probs, excess and losses are fp32 either way.",
     )
+    hub_kernels: bool = Field(
+        False,
+        description="Let transformers replace layers with kernels it downloads from the Hugging "
+        "Face Hub (its `use_kernels`). Off: every model runs transformers' own PyTorch code, the "
+        "same online, offline and on CPU; on: a GPU run fetches unpinned third-party code at "
+        "load and when training starts, and fails offline unless the kernels are cached.",
+    )
     seed: int = Field(0, description="Random seed for sampling, shuffling and initialisation.")
     synth: SynthConfig = Field(default_factory=SynthConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)

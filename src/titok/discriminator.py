@@ -20,7 +20,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 from titok.config import TrainConfig
 from titok.errors import ModelError
 from titok.generation import length_batches
-from titok.models import resolve_model
+from titok.models import no_hub_kernels, resolve_model
 from titok.train import fit
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 REAL, SYNTHETIC = 1, 0
 
 
-def load_classifier(spec: str, pad_id: int, seed: int) -> PreTrainedModel:
+def load_classifier(
+    spec: str, pad_id: int, seed: int, hub_kernels: bool = False
+) -> PreTrainedModel:
     """The model with a fresh two-class head on its last real token (seeded initialisation)."""
     torch.manual_seed(seed)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model(spec), num_labels=2
+            resolve_model(spec), num_labels=2, **no_hub_kernels(hub_kernels)
         )
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load '{spec}' as a sequence classifier: {error}") from error
@@ -59,6 +61,7 @@ def train_discriminator(
     *,
     pad_id: int,
     seed: int,
+    hub_kernels: bool = False,
 ) -> tuple[PeftModel, dict[str, float]]:
     """A LoRA classifier (label 1 = real) trained with class-balanced cross-entropy."""
     config.require_sized()
@@ -72,7 +75,7 @@ def train_discriminator(
         target_modules=config.target_modules,
         task_type="SEQ_CLS",
     )
-    model = get_peft_model(load_classifier(spec, pad_id, seed), lora)
+    model = get_peft_model(load_classifier(spec, pad_id, seed, hub_kernels), lora)
 
     def batch_loss(running: torch.nn.Module, batch: list[tuple[list[int], int]]) -> torch.Tensor:
         device = next(running.parameters()).device
@@ -109,6 +112,7 @@ def cross_fit(
     folds: int,
     pad_id: int,
     seed: int,
+    hub_kernels: bool = False,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """P(real) of every pool sample, each from a classifier that never saw it; fold figures."""
     order = list(range(len(pool)))
@@ -122,7 +126,13 @@ def cross_fit(
         held = set(judged)
         negatives = [pool[i] for i in order if i not in held]
         model, fold_figures = train_discriminator(
-            spec, real, negatives, config, pad_id=pad_id, seed=seed + number
+            spec,
+            real,
+            negatives,
+            config,
+            pad_id=pad_id,
+            seed=seed + number,
+            hub_kernels=hub_kernels,
         )
         scores[judged] = p_real(model, [pool[i] for i in judged], pad_id=pad_id, batch_size=8)
         real_scores = p_real(model, real, pad_id=pad_id, batch_size=8)

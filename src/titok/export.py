@@ -63,7 +63,8 @@ def _save_merged(
     run: Run, adapter: Path, destination: Path, dtype: str, facts: card.CardFacts
 ) -> None:
     target = run.config.target_base
-    merged = PeftModel.from_pretrained(load_model(target, dtype="float32"), str(adapter))
+    base = load_model(target, dtype="float32", hub_kernels=run.config.hub_kernels)
+    merged = PeftModel.from_pretrained(base, str(adapter))
     model = merged.merge_and_unload()
     declared = getattr(AutoConfig.from_pretrained(resolve_model(target)), "dtype", None)
     saved = EXPORT_DTYPES[dtype] or (declared if isinstance(declared, torch.dtype) else None)

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -91,7 +92,9 @@ def _convert_gguf(gguf: Path, name: str) -> Path:
     try:
         kwargs = {"gguf_file": gguf.name}
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, dtype=torch.float32, **kwargs, **no_hub_kernels()
+        )
         # A GGUF-loaded model refuses save_pretrained while it still looks quantized.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -253,14 +256,26 @@ def check_4bit() -> None:
         raise ModelError("load_in_4bit needs the bitsandbytes package: pip install bitsandbytes")
 
 
+def no_hub_kernels(hub_kernels: bool = False) -> dict[str, Any]:
+    """`from_pretrained` arguments that keep transformers from kernelizing the model with code
+    fetched from the Hub (transformers 5 does so by default wherever the `kernels` package is
+    installed, at load and again when training starts: offline that fails, online it runs
+    unpinned third-party code). `hub_kernels=True` is the user's opt-in."""
+    return {"use_kernels": hub_kernels}
+
+
 def load_model(
-    spec: str, dtype: DtypeSetting | torch.dtype = "auto", load_in_4bit: bool = False
+    spec: str,
+    dtype: DtypeSetting | torch.dtype = "auto",
+    load_in_4bit: bool = False,
+    hub_kernels: bool = False,
 ) -> PreTrainedModel:
     """The model in eval mode on this process's device, in `dtype` ('auto': bf16 where the
-    device computes it fast, else fp32; see `titok.precision`); optionally in 4-bit NF4."""
+    device computes it fast, else fp32; see `titok.precision`); optionally in 4-bit NF4.
+    Without Hub kernels unless `hub_kernels` (see `no_hub_kernels`)."""
     location = resolve_model(spec)
     torch_dtype = resolve_dtype(dtype, device())
-    extra: dict = {}
+    extra: dict = no_hub_kernels(hub_kernels)
     if load_in_4bit:
         from transformers import BitsAndBytesConfig
 

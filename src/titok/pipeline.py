@@ -229,15 +229,17 @@ class Run:
 
     @cached_property
     def expert(self) -> PeftModel:
+        c = self.config
         base = load_model(
-            self.config.source_base, dtype=self.dtype, load_in_4bit=self.config.load_in_4bit
+            c.source_base, self.dtype, load_in_4bit=c.load_in_4bit, hub_kernels=c.hub_kernels
         )
         check_adapter_fits(self.source_adapter_dir, base)
         return PeftModel.from_pretrained(base, str(self.source_adapter_dir)).eval()
 
     def target_model(self) -> PreTrainedModel:
+        c = self.config
         return load_model(
-            self.config.target_base, dtype=self.dtype, load_in_4bit=self.config.load_in_4bit
+            c.target_base, self.dtype, load_in_4bit=c.load_in_4bit, hub_kernels=c.hub_kernels
         )
 
     # -- the method's stages --------------------------------------------------------------------
@@ -296,6 +298,11 @@ class Run:
             stage.settings(self.config),
             inputs,
             self.revisions,
+            runtime={
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "device": str(device()),
+                "hub_kernels": self.config.hub_kernels,
+            },
         )
         wait_for_everyone()  # the next stage reads what the main process wrote
         failpoint(f"after-{stage.name}")

@@ -214,8 +214,10 @@ class RunDir:
         settings: Any = None,
         inputs: dict[str, str] | None = None,
         revisions: dict[str, str] | None = None,
+        runtime: dict[str, Any] | None = None,
     ) -> None:
-        """The stage's manifest: written last, so a manifest always describes whole outputs."""
+        """The stage's manifest: written last, so a manifest always describes whole outputs.
+        `runtime`: how it ran (device, dtype, Hub kernels), which the fingerprint leaves out."""
         self.write_json(
             f"stages/{stage}.json",
             {
@@ -228,6 +230,7 @@ class RunDir:
                 "inputs": inputs or {},
                 # the commit of each Hub model or adapter the run used
                 "revisions": revisions or {},
+                "runtime": runtime or {},
                 "versions": package_versions(),
                 "git_commit": git_commit(),
             },

@@ -33,6 +33,7 @@ def judge_body(run: Run) -> dict[str, Any]:
         folds=c.discriminator.folds,
         pad_id=tokenizer.pad_token_id,
         seed=c.seed,
+        hub_kernels=c.hub_kernels,
     )
     run.run_dir.write_jsonl(
         "discriminator.jsonl",
