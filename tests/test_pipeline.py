@@ -52,7 +52,7 @@ def make_run(models: dict[str, Path], out: Path, **changes) -> Run:
     for key, value in changes.items():
         section, _, name = key.partition("__")
         if name:
-            settings[section] = {**settings[section], name: value}
+            settings[section] = {**settings.get(section, {}), name: value}
         else:
             settings[key] = value
     run = new_run(TransplantConfig.model_validate(settings), out)

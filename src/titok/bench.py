@@ -61,7 +61,8 @@ DEFAULT_TASKS = ("bbh:geometric_shapes", "facts:0")
 # titok's own query writing (the `auto` prompt, the validity rules, room for the longest seed)
 # with two settings for speed: exact-duplicate filtering (BBH's rigid formats, where ROUGE-L
 # finds every pair of questions alike) and answers of at most 64 tokens.
-BENCH_SYNTH = SynthConfig(diversity_filter="dedup", max_answer_tokens=64)
+# batch_size: the CPU's 16, pinned rather than `auto`, since it is part of every cell's key.
+BENCH_SYNTH = SynthConfig(diversity_filter="dedup", max_answer_tokens=64, batch_size=16)
 # The bench's query writing until 2026-11-26 (continue prompts, no validity rules, queries of
 # at most 128 tokens): what results/facts, results/novelty-replay and results/synth-quality were
 # made with. results/facts/synth.yaml holds it for `titok bench --synth`.
@@ -71,6 +72,7 @@ LEGACY_SYNTH = SynthConfig(
     diversity_filter="dedup",
     max_answer_tokens=64,
     max_query_tokens=128,
+    batch_size=16,
 )
 
 

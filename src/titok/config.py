@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from titok.batching import AUTO, BatchSetting
 from titok.errors import ConfigError, did_you_mean
 from titok.precision import DtypeSetting
 
@@ -123,7 +124,14 @@ class SynthConfig(_Settings):
         "answers outside the seeds' closed answer shape (option letter, yes/no, true/false, "
         "integer). The pool is refilled up to max_rounds; counts per rule go in the manifest.",
     )
-    batch_size: int = Field(16, ge=1, description="Sequences generated per forward batch.")
+    batch_size: BatchSetting = Field(
+        AUTO,
+        description="Sequences generated per forward batch. 'auto': 16 on a CPU; on a GPU the "
+        "largest power of two whose KV caches (prompt + new tokens) fit in the free memory "
+        "beside the weights, at most the pool size (halved and retried on out-of-memory). "
+        "Batches also set how many queries a drawing round asks for; the run's saved "
+        "config holds the number chosen.",
+    )
     max_rounds: int = Field(
         8,
         ge=1,
@@ -137,10 +145,10 @@ class SynthConfig(_Settings):
 class ScoreConfig(_Settings):
     """SPEC §2.2: contrastive excess, adapter on minus adapter off, one copy of the weights."""
 
-    batch_size: int = Field(
-        8,
-        ge=1,
-        description="Sequences scored per forward batch (halved and retried on out-of-memory).",
+    batch_size: BatchSetting = Field(
+        AUTO,
+        description="Sequences scored per forward batch (halved and retried on out-of-memory). "
+        "'auto': 8 on a CPU; on a GPU sized from the free memory and the model's shape.",
     )
     chunk_tokens: int = Field(
         128,
@@ -457,9 +465,14 @@ class TransplantConfig(_Settings):
 
 
 def _explain(error: ValidationError, model: type[BaseModel], origin: str) -> ConfigError:
-    lines = []
+    lines: list[str] = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"])
+        # a union's members name themselves in the location ('constrained-int', "literal['auto']")
+        loc = [p for p in item["loc"] if not str(p).startswith(("constrained-", "literal["))]
+        where = ".".join(str(part) for part in loc)
+        if item["type"] == "literal_error" and len(loc) < len(item["loc"]) and lines:
+            lines[-1] += f" or {item['msg'].removeprefix('Input should be ')}"
+            continue
         if item["type"] == "extra_forbidden":
             parent: Any = model
             for part in item["loc"][:-1]:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from titok.batching import AUTO, BatchSetting, auto_batch_size
 from titok.data import Example
 from titok.distributed import map_shards, rank, world_size
 from titok.generation import quiet
@@ -37,6 +38,7 @@ from titok.metrics import (
     rouge_l,
     top_prediction_share,
 )
+from titok.models import shape_of
 from titok.precision import float32_logits
 from titok.prompts import PLAIN_TEMPLATE, PromptFormat
 from titok.tasks import TaskSpec
@@ -130,7 +132,7 @@ def evaluate_model(
     examples: Sequence[Example],
     work_dir: Path,
     *,
-    batch_size: int = 16,
+    batch_size: BatchSetting = AUTO,
     max_new_tokens: int = 32,
 ) -> EvalResult:
     """Greedy answers to each example, scored by the harness; per-example predictions kept.
@@ -139,6 +141,17 @@ def evaluate_model(
     gathered in order and the metrics computed from all of them.
     """
     config_holder: dict = {}
+
+    def sequence_bytes() -> int:  # the longest prompt and its answer, on a GPU only
+        longest = max((len(tokenizer(e.query)["input_ids"]) for e in examples), default=0)
+        shape = shape_of(model.config)
+        return shape.sequence_bytes(longest + 64, max_new_tokens, model.dtype.itemsize)
+
+    batch_size = auto_batch_size(
+        batch_size, "eval", model.device, sequence_bytes=sequence_bytes, items=len(examples)
+    )
+    if model.device.type == "cuda":
+        log.info("evaluation batch size %d", batch_size)
 
     def run(share: list[Example]) -> list[dict]:
         predictions, config_holder["metric"] = _harness_predictions(

@@ -12,6 +12,7 @@ import numpy as np
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
+from titok.batching import BatchSetting
 from titok.data import Example
 from titok.prompts import PromptFormat
 from titok.scoring import answer_logprobs
@@ -35,7 +36,7 @@ def contrastive_excess(
     pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
     *,
     pad_id: int,
-    batch_size: int,
+    batch_size: BatchSetting,
     chunk_tokens: int = 128,
 ) -> list[np.ndarray]:
     """Per-token excess for the answer part of each (prompt, answer) pair."""

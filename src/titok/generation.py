@@ -14,10 +14,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from titok.batching import run_with_backoff
+from titok.batching import BatchSetting, auto_batch_size, run_with_backoff
 from titok.distributed import is_main, map_batches
 from titok.faults import failpoint
 from titok.journal import ScopedJournal
+from titok.models import shape_of
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +85,26 @@ class CandidateSampler(LogitsProcessor):
         return chosen.scatter_(-1, drawn, 0.0)
 
 
+def sized_batch(
+    setting: BatchSetting,
+    work: str,
+    model: PreTrainedModel,
+    lengths: Sequence[int],
+    new_tokens: int,
+) -> int:
+    """`setting` as a number for `model` (`titok.batching.auto_batch_size`); on a GPU, `auto`
+    fits the longest of `lengths` plus `new_tokens` for each sequence of the batch."""
+    return auto_batch_size(
+        setting,
+        work,
+        model.device,
+        sequence_bytes=lambda: shape_of(model.config).sequence_bytes(
+            max(lengths, default=0), new_tokens, model.dtype.itemsize
+        ),
+        items=len(lengths),
+    )
+
+
 @torch.inference_mode()
 def generate(
     model: PreTrainedModel,
@@ -92,7 +113,7 @@ def generate(
     pad_id: int,
     stop_ids: Sequence[int],
     max_new_tokens: int,
-    batch_size: int,
+    batch_size: BatchSetting,
     seed: int,
     sample: bool = False,
     temperature: float = 1.0,
@@ -111,7 +132,10 @@ def generate(
     With a `journal`, batches it holds are read back, and each batch generated is recorded.
     """
     outputs: list[list[int]] = [[] for _ in prompts]
-    batches = length_batches([len(p) for p in prompts], batch_size)
+    lengths = [len(p) for p in prompts]
+    batches = length_batches(
+        lengths, sized_batch(batch_size, "synth", model, lengths, max_new_tokens)
+    )
     stops = set(stop_ids)
     extra: dict = {}
     if sample and sampler == "candidates":

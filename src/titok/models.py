@@ -23,11 +23,13 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from titok import hub
+from titok.batching import ModelShape
 from titok.config import TrainConfig
 from titok.distributed import device
 from titok.errors import AdapterError, ModelError, did_you_mean
@@ -199,6 +201,27 @@ def skeleton(spec: str) -> PreTrainedModel:
     """The model's modules and shapes without its weights (meta device): for checks before work."""
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(spec)))
+
+
+def shape_of(config: PretrainedConfig) -> ModelShape:
+    """The dimensions a batch's memory depends on (`titok.batching.ModelShape`) from a model's
+    config (a multimodal config's text part)."""
+    text = getattr(config, "text_config", None) or config
+    heads = text.num_attention_heads
+    hidden = text.hidden_size
+    return ModelShape(
+        layers=text.num_hidden_layers,
+        kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+        head_dim=getattr(text, "head_dim", None) or hidden // heads,
+        hidden=hidden,
+        intermediate=getattr(text, "intermediate_size", None) or 4 * hidden,
+        vocab=text.vocab_size,
+    )
+
+
+def model_shape(spec: str) -> ModelShape:
+    """`shape_of` the model's config, read from disk (no weights loaded)."""
+    return shape_of(AutoConfig.from_pretrained(resolve_model(spec)))
 
 
 def parameter_count(spec: str) -> int:

@@ -23,6 +23,7 @@ from peft import PeftModel
 from pydantic import ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from titok.batching import AUTO, auto_batch_size, free_gpu_bytes
 from titok.config import TransplantConfig
 from titok.data import read_queries, read_seeds
 from titok.distributed import device, is_main, main_decides, wait_for_everyone
@@ -38,6 +39,8 @@ from titok.models import (
     load_model,
     load_tokenizer,
     model_revision,
+    model_shape,
+    parameter_count,
     sized_training,
     skeleton,
 )
@@ -108,6 +111,7 @@ class Run:
         """Check the inputs, claim the run directory, and write the resolved settings into it."""
         self.preflight()
         self.size_training()  # reads the target's config: may fail, so before any write
+        self.size_batches()
         if overwrite and is_main() and self.run_dir.path(CONFIG_FILE).is_file():
             shutil.rmtree(self.run_dir.root)
         wait_for_everyone()  # nobody checks a directory the main process is still removing
@@ -132,6 +136,64 @@ class Run:
             update={"train": sized_training(c.discriminator.train, c.source_base, "discriminator")}
         )
         self.config = c.model_copy(update={"train": train, "discriminator": judge})
+
+    def size_batches(self) -> None:
+        """Resolve `auto` batch sizes (`titok.batching.auto_batch_size`): the CPU's usual values
+        on a CPU; on a GPU sized from its free memory, the source model's shape and weights (not
+        loaded yet: this runs before any model is) and the longest prompt + new tokens the seeds
+        imply. Once per run, before anything is fingerprinted; the saved config holds the
+        numbers, so a resumed run batches (and so draws) as it began. Logs what it chose."""
+        c = self.config
+        if AUTO not in (c.synth.batch_size, c.score.batch_size):
+            return
+        here = device()
+
+        def lengths() -> tuple[tuple[int, int], tuple[int, int]]:
+            """(prompt, new tokens) of the longest query request and of the longest answer; an
+            estimate for memory only: synth's own limits decide what is generated."""
+            tokenizer, seeds = self.source_tokenizer, read_seeds(c.seeds)
+            examples = [len(tokenizer(f"{e.query}\n{e.answer}")["input_ids"]) for e in seeds]
+            query = max(len(tokenizer(e.query)["input_ids"]) for e in seeds)
+            query_new = c.synth.max_query_tokens or max(128, 2 * query)
+            writing = sum(sorted(examples)[-c.synth.few_shot :]) + 64, query_new
+            return writing, (query_new + 64, c.synth.max_answer_tokens)
+
+        def sequence_bytes(work: str) -> int:
+            shape, width = model_shape(c.source_base), self.dtype.itemsize
+            writing, answering = lengths()
+            if work == "score":  # a forward over prompt and answer, no new tokens
+                return shape.sequence_bytes(sum(answering), 0, width)
+            return max(shape.sequence_bytes(*pair, width) for pair in (writing, answering))
+
+        items = (
+            len(read_queries(c.queries)) if c.queries else round(c.synth.pool_factor * c.select.m)
+        )
+        on_gpu = here.type == "cuda"
+        weights = parameter_count(c.source_base) * self.dtype.itemsize if on_gpu else 0
+        free = free_gpu_bytes(here) if on_gpu else 0
+        chosen = {
+            work: auto_batch_size(
+                setting,
+                work,
+                here,
+                sequence_bytes=lambda work=work: sequence_bytes(work),
+                items=items,
+                resident_bytes=weights,
+                free_bytes=free,
+            )
+            for work, setting in (("synth", c.synth.batch_size), ("score", c.score.batch_size))
+        }
+        if on_gpu:
+            log.info(
+                "auto batch sizes on %s (%.1f GiB free, weights %.1f GiB): synth %d, score %d",
+                *(here, free / 2**30, weights / 2**30, chosen["synth"], chosen["score"]),
+            )
+        self.config = c.model_copy(
+            update={
+                "synth": c.synth.model_copy(update={"batch_size": chosen["synth"]}),
+                "score": c.score.model_copy(update={"batch_size": chosen["score"]}),
+            }
+        )
 
     def preflight(self) -> None:
         """Read every input that can be checked cheaply, so a bad one fails before any work."""
@@ -263,6 +325,7 @@ class Run:
         Computed once per run (the synth stage's settings hash the adapter's weights).
         """
         self.size_training()
+        self.size_batches()
         result: dict[str, str] = {}
         previous = None
         for stage in self.stages:

@@ -19,10 +19,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from titok.batching import run_with_backoff
+from titok.batching import BatchSetting, run_with_backoff
 from titok.distributed import map_batches
 from titok.faults import failpoint
-from titok.generation import left_pad, length_batches, quiet
+from titok.generation import left_pad, length_batches, quiet, sized_batch
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _score(
     reduce: Reduce,
     *,
     pad_id: int,
-    batch_size: int,
+    batch_size: BatchSetting,
     chunk_tokens: int,
     desc: str,
 ) -> list[tuple[torch.Tensor, ...]]:
@@ -135,7 +135,7 @@ def _score(
     def run(batch: list[int]) -> list[tuple[torch.Tensor, ...]]:
         return _score_batch(model, pairs, batch, pad_id, reduce, chunk_tokens, state)
 
-    batches = length_batches(lengths, batch_size)
+    batches = length_batches(lengths, sized_batch(batch_size, "score", model, lengths, 0))
     progress = tqdm(total=len(batches), desc=desc, unit="batch", leave=False, disable=quiet())
 
     def one(number: int, batch: list[int]) -> list[tuple[torch.Tensor, ...]]:
@@ -157,7 +157,7 @@ def answer_logprobs(
     pairs: Sequence[Pair],
     *,
     pad_id: int,
-    batch_size: int,
+    batch_size: BatchSetting,
     chunk_tokens: int = 128,
     desc: str = "scoring",
 ) -> list[torch.Tensor]:
@@ -180,7 +180,7 @@ def answer_top_k(
     pairs: Sequence[Pair],
     *,
     pad_id: int,
-    batch_size: int,
+    batch_size: BatchSetting,
     k: int,
     chunk_tokens: int = 128,
     desc: str = "teacher",

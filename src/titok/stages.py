@@ -75,7 +75,7 @@ def synth_body(run: Run) -> dict[str, Any]:
     )
     write_samples(run, result.samples)
     journal.remove()
-    return {**result.figures, **resumed(journal)}
+    return {**result.figures, "batch_size": c.synth.batch_size, **resumed(journal)}
 
 
 def synth_progress(run: Run) -> dict[str, int]:
@@ -153,6 +153,7 @@ def score_body(run: Run) -> dict[str, Any]:
         "samples": len(rows),
         "mean_excess": round(float(np.mean(means)), 4) if means else None,  # an empty pool
         "tokens": sum(len(r["excess"]) for r in rows),
+        "batch_size": run.config.score.batch_size,
     }
 
 

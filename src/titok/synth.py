@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from titok.config import SynthConfig
 from titok.data import Example
 from titok.errors import GenerationError
-from titok.generation import generate
+from titok.generation import generate, sized_batch
 from titok.journal import BatchJournal
 from titok.prompts import PromptFormat
 from titok.validity import ANSWER_RULE, AnswerSpace, Dropped, QueryRules
@@ -192,6 +192,13 @@ def query_token_limit(
     return max(QUERY_TOKENS_FLOOR, math.ceil(QUERY_TOKENS_ROOM * longest))
 
 
+def writing_batch(writer: Writer, config: SynthConfig) -> int:
+    """`synth.batch_size` as a number (a run resolves `auto` before it starts; a caller of the
+    library that did not gets the CPU's value on a CPU, a batch sized for 512-token requests on
+    a GPU): queries a drawing round asks for depend on it."""
+    return sized_batch(config.batch_size, "synth", writer.model, [512], 256)
+
+
 def draw_queries(
     writer: Writer,
     config: SynthConfig,
@@ -272,7 +279,8 @@ def generate_queries(
             rounds += 1
             if rounds > config.max_rounds:
                 break
-        count = max(config.batch_size, min(missing, 4 * config.batch_size))
+        batch = writing_batch(writer, config)
+        count = max(batch, min(missing, 4 * batch))
         written = draw_queries(
             writer,
             config,
@@ -335,7 +343,7 @@ def choose_query_prompt(
             probe,
             seeds,
             random.Random(seed),
-            config.batch_size,
+            writing_batch(writer, config),
             seed,
             f"probing query_prompt {style}",
         )
