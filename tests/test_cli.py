@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 
 def titok(*args: str) -> subprocess.CompletedProcess:
@@ -70,3 +73,46 @@ def test_training_flags_reach_the_train_settings(tmp_path):
     result = titok("transplant", "--out", str(tmp_path / "run"), *required, "--lora-r", "0")
     assert result.returncode == 2 and "'train.r'" in result.stderr, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`titok ARGS` in this process: its exit status and what it printed on stderr."""
+    from titok import cli
+
+    monkeypatch.setattr(sys, "argv", ["titok", *args])
+    try:
+        cli.main()
+        status = 0
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("transplant", "--m", "8"), "Missing option '--out'"),
+        (("transplant", "--out", "x", "--mm", "8"), "No such option: --mm"),
+        (("eval", "--task", "bbh:navigate", "--limit", "many"), "Invalid value for '--limit'"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_flag_with_status_2(monkeypatch, capsys, args, said):
+    status, err = run_main(monkeypatch, capsys, *args)
+    assert status == 2
+    assert said in err and "--help" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_ctrl_c_during_a_stage_exits_130_and_says_how_to_resume(tiny_models, tmp_path):
+    from tests.common import run_titok
+
+    out = tmp_path / "run"
+    args = ["transplant", "--out", str(out), "--source-base", str(tiny_models["source"])]
+    args += ["--source-adapter", str(tiny_models["adapter"]), "--seeds", str(tiny_models["seeds"])]
+    args += ["--target-base", str(tiny_models["target"]), "--m", "2"]
+    env = {**os.environ, "TITOK_FAILPOINT": "generate-batch-1", "TITOK_FAILPOINT_MODE": "interrupt"}
+    result = run_titok(*args, env=env)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "interrupted at synth; rerun the same command to resume" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (out / "stages" / "synth.json").exists()  # the stage is not marked done

@@ -562,20 +562,25 @@ def main() -> None:
         # same status 2, quietly (the failed one has said why).
         signal.signal(signal.SIGTERM, _stopped_by_launcher)
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
+        # typer turns Ctrl-C into Exit(130), and under standalone_mode=False returns the code
+        if status == INTERRUPTED:
+            _interrupted()
+        elif isinstance(status, int) and not isinstance(status, bool) and status:
+            _exit(status)
         from titok.distributed import finish
 
         finish()
     except TitokError as error:
         _report(str(error))
         _exit(2)
-    except typer.Abort:
-        _exit(130)
-    except Exception as error:  # click's usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
+    except (typer.Abort, KeyboardInterrupt):
+        _interrupted()
+    except Exception as error:
+        if _is_usage_error(error):
+            message = error.format_message()  # empty: no command given, the help was shown
+            if message:
+                _report(f"{message} (see `{_usage_command(error)} --help`)")
             _exit(2)
         from titok.distributed import lost_a_peer
 
@@ -583,6 +588,33 @@ def main() -> None:
             _report("another process of this launch stopped; its error is above")
             _exit(2)
         raise
+
+
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT (128 + 2)
+
+
+def _is_usage_error(error: BaseException) -> bool:
+    """A command-line usage error (missing or unknown option, bad value) of click or of the copy
+    of click that typer bundles (0.29 and later): duck-typed, so no version's internals count."""
+    return callable(getattr(error, "format_message", None)) and isinstance(
+        getattr(error, "exit_code", None), int
+    )
+
+
+def _usage_command(error: BaseException) -> str:
+    context = getattr(error, "ctx", None)
+    return getattr(context, "command_path", None) or "titok"
+
+
+def _interrupted() -> None:
+    """Ctrl-C: one line saying where, and the shell's status 130 (never 0: a script or scheduler
+    must not read an interrupted run as a success)."""
+    pipeline = sys.modules.get("titok.pipeline")  # loaded only if a run had started
+    stage = getattr(pipeline, "current_stage", lambda: None)() if pipeline else None
+    where = f" at {stage}" if stage else ""
+    resume = "; rerun the same command to resume" if stage else ""
+    _report(f"interrupted{where}{resume}")
+    _exit(INTERRUPTED)
 
 
 def _exit(status: int) -> None:

@@ -68,6 +68,17 @@ IDENTITY = (
 ARTIFACT_SCHEMA = 3
 
 
+# The stages running in this process, innermost last, and those a Ctrl-C stopped: what the
+# CLI names when it reports an interruption.
+_running: list[str] = []
+_interrupted: list[str] = []
+
+
+def current_stage() -> str | None:
+    """The stage this process is running, or the last one a Ctrl-C stopped; None if neither."""
+    return (_running or _interrupted or [None])[-1]
+
+
 @dataclass
 class Run:
     """One transplant: settings, run directory, and the models loaded on demand."""
@@ -346,7 +357,14 @@ class Run:
             return False
         started = time.perf_counter()
         log.info("%s: running", stage.name)
-        figures = stage.body(self)
+        _running.append(stage.name)
+        try:
+            figures = stage.body(self)
+        except KeyboardInterrupt:
+            _interrupted.append(stage.name)
+            raise
+        finally:
+            _running.pop()
         seconds = time.perf_counter() - started
         names = [s.name for s in self.stages]
         position = names.index(stage.name)
