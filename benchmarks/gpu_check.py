@@ -8,7 +8,7 @@ processes, `HF_HUB_OFFLINE=1`), and prints per stage: seconds, tokens/s, useful 
 matmul measured in the same run, peak GPU memory and mean GPU utilization (nvidia-smi, sampled).
 
     python benchmarks/gpu_check.py --shape tiny            # CPU, a minute: the slow test runs it
-    python benchmarks/gpu_check.py --shape 1b --shape 8b   # one H200: about 8 minutes
+    python benchmarks/gpu_check.py --shape 1b --shape 8b --batch 16   # one H200: minutes
 
 Where the bundled GGUF packages are not installed (a GPU machine), save the tokenizers here first
 (`--save-tokenizers DIR`) and pass `--tokenizers DIR` there. Writes `gpu_check.json` in --out.
@@ -36,19 +36,46 @@ TASK = REPO / "src" / "titok" / "data" / "bbh" / "boolean_expressions.json"
 # the first GPU check (issue 40), small enough for one H200 in minutes.
 SHAPES: dict[str, dict] = {
     "tiny": {
-        "body": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, head_dim=16),
-        "queries": 8, "m": 4, "answer_tokens": 8, "epochs": 1,
+        "body": dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+        ),
+        "queries": 8,
+        "m": 4,
+        "answer_tokens": 8,
+        "epochs": 1,
     },
     "1b": {
-        "body": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                     num_attention_heads=32, num_key_value_heads=8, head_dim=64),
-        "queries": 128, "m": 32, "answer_tokens": 256, "epochs": 1,
+        "body": dict(
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=64,
+        ),
+        "queries": 128,
+        "m": 32,
+        "answer_tokens": 256,
+        "epochs": 1,
     },
     "8b": {
-        "body": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                     num_attention_heads=32, num_key_value_heads=8, head_dim=128),
-        "queries": 64, "m": 32, "answer_tokens": 256, "epochs": 1,
+        "body": dict(
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=128,
+        ),
+        "queries": 64,
+        "m": 32,
+        "answer_tokens": 256,
+        "epochs": 1,
     },
 }
 STAGE_LINE = re.compile(r"^(\S+ \S+) INFO titok\.pipeline: (\w+): (running|done in|up to date)")
@@ -71,9 +98,14 @@ def build_model(folder: Path, tokenizer, body: dict, on: torch.device, dtype: to
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     config = LlamaConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=4096, rope_theta=500_000.0,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, **body,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        rope_theta=500_000.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        **body,
     )
     torch.manual_seed(0)
     with on:
@@ -91,8 +123,9 @@ def random_lora(base: Path, folder: Path, on: torch.device, dtype: torch.dtype) 
 
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_kernels=False).to(on)
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                      init_lora_weights=False)
+    lora = LoraConfig(
+        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
     get_peft_model(model, lora).save_pretrained(folder)
 
 
@@ -121,8 +154,13 @@ class GpuSampler:
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
 
     def _run(self, interval: float) -> None:
-        query = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
-                 "--format=csv,noheader,nounits", "-i", "0"]
+        query = [
+            "nvidia-smi",
+            "--query-gpu=utilization.gpu,memory.used",
+            "--format=csv,noheader,nounits",
+            "-i",
+            "0",
+        ]
         while not self._stop.is_set():
             out = subprocess.run(query, capture_output=True, text=True).stdout.strip()
             if out:
@@ -166,6 +204,7 @@ def stage_windows(log_file: Path) -> dict[str, tuple[float, float]]:
 
 def stage_tokens(run: Path, tokenizer, stage: str, epochs: float) -> tuple[int, int]:
     """(tokens the stage generated or read, tokens × forward passes for its FLOPs)."""
+
     def rows(name: str) -> list[dict]:
         file = run / name
         return [json.loads(x) for x in file.read_text().splitlines()] if file.is_file() else []
@@ -195,15 +234,19 @@ def titok(*args: str, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def check_shape(name: str, out: Path, toks: dict, on: torch.device, export: bool) -> list[dict]:
+def check_shape(
+    name: str, out: Path, toks: dict, on: torch.device, export: bool, batch: int | None
+) -> list[dict]:
     shape = SHAPES[name]
     dtype = torch.bfloat16 if on.type == "cuda" else torch.float32
     folder = out / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     started = time.perf_counter()
-    params = {role: build_model(folder / role, toks[role], shape["body"], on, dtype)
-              for role in ("source", "target")}
+    params = {
+        role: build_model(folder / role, toks[role], shape["body"], on, dtype)
+        for role in ("source", "target")
+    }
     random_lora(folder / "source", folder / "adapter", on, dtype)
     built = time.perf_counter() - started
     examples = json.loads(TASK.read_text())["examples"]
@@ -211,26 +254,34 @@ def check_shape(name: str, out: Path, toks: dict, on: torch.device, export: bool
     (folder / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds))
     queries = [{"query": e["input"]} for e in examples[5 : 5 + shape["queries"]]]
     (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (folder / "run.yaml").write_text(
-        f"synth: {{max_answer_tokens: {shape['answer_tokens']}}}\n"
-        f"train: {{epochs: {shape['epochs']}}}\n"
-    )
+    for label, synth_batch in (("auto", "auto"), ("given", batch)):
+        (folder / f"run-{label}.yaml").write_text(
+            # random weights answer no task instance: the validity rules would drop every answer
+            f"synth: {{max_answer_tokens: {shape['answer_tokens']}, validity: false, "
+            f"batch_size: {synth_batch}}}\ntrain: {{epochs: {shape['epochs']}}}\n"
+        )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     peak = matmul_tflops(on, dtype)
     rows = []
-    for method in ("titok", "kd"):
-        run = folder / method
-        args = ["transplant", "--out", str(run), "--config", str(folder / "run.yaml")]
-        args += ["--source-base", str(folder / "source"), "--source-adapter", str(folder / "adapter")]
+    runs = [("titok", "auto"), ("kd", "auto")] + ([("titok", "given")] if batch else [])
+    for method, label in runs:
+        run = folder / (method if label == "auto" else f"{method}-batch-{batch}")
+        args = ["transplant", "--out", str(run), "--config", str(folder / f"run-{label}.yaml")]
+        args += [
+            "--source-base",
+            str(folder / "source"),
+            "--source-adapter",
+            str(folder / "adapter"),
+        ]
         args += ["--target-base", str(folder / "target"), "--seeds", str(folder / "seeds.jsonl")]
         args += ["--queries", str(folder / "queries.jsonl"), "--m", str(shape["m"])]
         args += ["--method", method]
         with GpuSampler() as sampler:
             titok(*args, env=env)
             windows = stage_windows(run / "run.log")
-            if export and method == "titok":
+            if export and run.name == "titok":
                 export_start = time.time()
-                titok("export", str(run), "--merged", str(folder / "merged"), env=env)
+                titok("export", "--run", str(run), "--merged", str(folder / "merged"), env=env)
                 windows["export --merged"] = (export_start, time.time())
         for stage, (start, end) in windows.items():
             manifest_file = run / "stages" / f"{stage}.json"
@@ -240,23 +291,37 @@ def check_shape(name: str, out: Path, toks: dict, on: torch.device, export: bool
             seconds = end - start
             util, memory = sampler.between(start, end)
             flops = 2 * params[role] * passes / seconds / 1e12 if passes else None
-            rows.append({
-                "shape": name, "method": method, "stage": stage, "seconds": round(seconds, 2),
-                "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1) if tokens else None,
-                "useful_tflops": round(flops, 3) if flops else None,
-                "matmul_tflops": round(peak, 1),
-                "peak_gib": round(memory, 1) if memory is not None else None,
-                "mean_util": round(util) if util is not None else None,
-                "batch_size": manifest.get("figures", {}).get("batch_size"),
-            })
-    print(f"{name}: models built in {built:.0f} s ({params['source'] / 1e9:.2f}B source, "
-          f"{params['target'] / 1e9:.2f}B target parameters)", flush=True)
+            rows.append(
+                {
+                    "shape": name,
+                    "method": run.name,
+                    "stage": stage,
+                    "seconds": round(seconds, 2),
+                    "tokens": tokens,
+                    "tokens_per_s": round(tokens / seconds, 1) if tokens else None,
+                    "useful_tflops": round(flops, 3) if flops else None,
+                    "matmul_tflops": round(peak, 1),
+                    "peak_gib": round(memory, 1) if memory is not None else None,
+                    "mean_util": round(util) if util is not None else None,
+                    "batch_size": manifest.get("figures", {}).get("batch_size"),
+                }
+            )
+    for weights in ("source", "target", "merged"):  # an 8B pair and its merge: ~50 GB of disk
+        shutil.rmtree(folder / weights, ignore_errors=True)
+    print(
+        f"{name}: models built in {built:.0f} s ({params['source'] / 1e9:.2f}B source, "
+        f"{params['target'] / 1e9:.2f}B target parameters)",
+        flush=True,
+    )
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| shape | method | stage | s | tokens | tokens/s | useful TFLOP/s (of matmul) "
-            "| batch | peak GiB | GPU util % |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    head = (
+        "| shape | method | stage | s | tokens | tokens/s | useful TFLOP/s (of matmul) "
+        "| batch | peak GiB | GPU util % |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+
     def cell(value: object) -> str:
         return "—" if value is None else str(value)
 
@@ -276,6 +341,9 @@ def main() -> None:
     parser.add_argument("--tokenizers", type=Path, help="folder with source/ and target/")
     parser.add_argument("--save-tokenizers", type=Path, help="save the bundled ones and stop")
     parser.add_argument("--no-export", action="store_true", help="skip `titok export --merged`")
+    parser.add_argument(
+        "--batch", type=int, help="also run titok with synth.batch_size N, to compare with auto"
+    )
     args = parser.parse_args()
     toks = tokenizers(args.tokenizers)
     if args.save_tokenizers:
@@ -287,7 +355,7 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name() if on.type == 'cuda' else 'cpu'}", flush=True)
     rows = []
     for name in args.shape or ["tiny"]:
-        rows += check_shape(name, args.out, toks, on, export=not args.no_export)
+        rows += check_shape(name, args.out, toks, on, not args.no_export, args.batch)
         print(table([r for r in rows if r["shape"] == name]), flush=True)
     (args.out / "gpu_check.json").write_text(json.dumps(rows, indent=1))
     print(table(rows))
