@@ -106,6 +106,15 @@ def free_gpu_bytes(device: torch.device) -> int:
     return int(free)
 
 
+def free_bytes(device: torch.device) -> int:
+    """Memory free for work on `device` now: the GPU's, or on a CPU the machine's available."""
+    if device.type == "cuda":
+        return free_gpu_bytes(device)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def auto_batch_size(
     setting: BatchSetting,
     work: str,

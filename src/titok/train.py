@@ -24,6 +24,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
+from titok.batching import free_bytes
 from titok.config import TrainConfig
 from titok.distributed import is_main, main_decides, world_size
 from titok.errors import TitokError
@@ -434,14 +435,7 @@ def wants_checkpointing(
     half of the memory now free (the device's; on CPU the machine's), leaving the rest to other
     work (the bench runs jobs side by side)."""
     peak = PEAK_OVER_SAVED * activation_bytes(model, rows, length, answer_tokens, rank)
-    device = next(model.parameters()).device
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-    else:
-        import psutil
-
-        free = psutil.virtual_memory().available
-    return peak > free / 2
+    return peak > free_bytes(next(model.parameters()).device) / 2
 
 
 def train_lora(
