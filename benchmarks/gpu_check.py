@@ -58,7 +58,7 @@ SHAPES: dict[str, dict] = {
             num_key_value_heads=8,
             head_dim=64,
         ),
-        "queries": 128,
+        "queries": 240,
         "m": 32,
         "answer_tokens": 256,
         "epochs": 1,
@@ -72,7 +72,7 @@ SHAPES: dict[str, dict] = {
             num_key_value_heads=8,
             head_dim=128,
         ),
-        "queries": 64,
+        "queries": 240,
         "m": 32,
         "answer_tokens": 256,
         "epochs": 1,
@@ -254,6 +254,10 @@ def check_shape(
     (folder / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds))
     queries = [{"query": e["input"]} for e in examples[5 : 5 + shape["queries"]]]
     (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    # the given batch's run answers two of its batches (its tokens/s is the comparison; at
+    # batch 16 on an 8B model every query costs about 0.4 GPU-seconds)
+    given = queries[: 2 * batch] if batch else []
+    (folder / "queries-given.jsonl").write_text("".join(json.dumps(q) + "\n" for q in given))
     for label, synth_batch in (("auto", "auto"), ("given", batch)):
         (folder / f"run-{label}.yaml").write_text(
             # random weights answer no task instance: the validity rules would drop every answer
@@ -274,7 +278,10 @@ def check_shape(
             str(folder / "adapter"),
         ]
         args += ["--target-base", str(folder / "target"), "--seeds", str(folder / "seeds.jsonl")]
-        args += ["--queries", str(folder / "queries.jsonl"), "--m", str(shape["m"])]
+        queries_file, m = folder / "queries.jsonl", shape["m"]
+        if label == "given":
+            queries_file, m = folder / "queries-given.jsonl", min(m, batch or m)
+        args += ["--queries", str(queries_file), "--m", str(m)]
         args += ["--method", method]
         with GpuSampler() as sampler:
             titok(*args, env=env)

@@ -122,3 +122,33 @@ def test_a_gpu_run_sizes_its_batches_from_free_memory_and_the_source_shape(
     per_sequence = shape.sequence_bytes(600, 128, 4)
     synth_batch, score_batch = sized(int((resident + 3 * per_sequence) / 0.8))
     assert synth_batch in (1, 2, 4) and score_batch in (2, 4, 8) and score_batch >= synth_batch
+
+
+def test_generation_scoring_and_evaluation_size_auto_from_the_loaded_model(monkeypatch):
+    """What generate, scoring and evaluate do with `auto` once a model is loaded: on a GPU the
+    longest prompt + new tokens of the model's shape against the free memory (weights already
+    resident, so counted by the driver's figure)."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig
+
+    from titok.generation import sized_batch
+
+    config = LlamaConfig(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+    )
+    model = SimpleNamespace(device=torch.device("cuda"), config=config, dtype=torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (100 * GIB, 141 * GIB))
+    lengths = [300, 700, 500] * 100
+    chosen = sized_batch(AUTO, "synth", model, lengths, 256)
+    fits = int(0.8 * 100 * GIB // LLAMA_8B.sequence_bytes(700, 256, 2))  # 409
+    assert chosen == 256 and chosen <= fits < 2 * chosen
+    assert sized_batch(AUTO, "eval", model, lengths[:3], 32) == 3  # no more than the prompts
+    cpu = SimpleNamespace(device=torch.device("cpu"), config=config, dtype=torch.float32)
+    assert sized_batch(AUTO, "score", cpu, lengths, 0) == CPU_BATCH["score"]
