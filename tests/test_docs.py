@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shlex
 from pathlib import Path
@@ -12,6 +13,8 @@ import typer
 
 from tests.common import failure, run_titok
 from titok.cli import app
+from titok.errors import DataError
+from titok.tasks import resolve_task
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -79,8 +82,31 @@ def test_runnable_commands_run(where, arguments, tmp_path, monkeypatch):
     """Commands in blocks marked runnable run as written (from the repository root; outputs they
     write under runs/ go to a temporary directory instead)."""
     arguments = [a.replace("runs/", f"{tmp_path}/") for a in arguments]
-    done = run_titok(*arguments, cwd=ROOT)
+    # as in a fresh clone on a machine without this workplace's ../shared/data
+    env = {**os.environ, "TITOK_DATA": str(tmp_path / "no-data")}
+    done = run_titok(*arguments, cwd=ROOT, env=env)
     assert done.returncode == 0, f"{where}\n{failure(done)}"
+
+
+EVAL_TASKS = sorted(
+    {
+        arguments[arguments.index("--task") + 1]
+        for _, _, arguments in COMMANDS
+        if arguments[0] == "eval" and "--task" in arguments
+    }
+)
+
+
+@pytest.mark.parametrize("task", EVAL_TASKS)
+def test_documented_eval_tasks_resolve_without_a_data_folder(task, tmp_path):
+    """A task the docs evaluate on needs no data folder (a fresh clone has no ../shared/data):
+    the BBH tasks titok ships resolve by name."""
+    assert resolve_task(task, data_dir=tmp_path / "no-data").examples
+
+
+def test_a_missing_data_folder_is_named_with_how_to_set_it(tmp_path):
+    with pytest.raises(DataError, match=r"does not exist\): set TITOK_DATA or pass --data-dir"):
+        resolve_task("bbh:navigate", data_dir=tmp_path / "no-data")
 
 
 def import_graph() -> dict[str, set[str]]:

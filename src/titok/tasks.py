@@ -28,6 +28,21 @@ FAMILIES = ("bbh", "mmlu", "mmlu-gen", "facts", "rule", "jsonl", "jsonl-rouge", 
 MMLU_CHOICES = ["A", "B", "C", "D"]
 
 
+# Tasks shipped inside the package: they resolve by name without a data folder.
+BUNDLED_DATA = Path(__file__).resolve().parent / "data"
+DATA_HINT = "set TITOK_DATA or pass --data-dir to a folder that holds {what}"
+
+
+def bundled_bbh_tasks() -> list[str]:
+    return sorted(p.stem for p in (BUNDLED_DATA / "bbh").glob("*.json"))
+
+
+def _missing_folder(folder: Path, what: str) -> str:
+    """Where the data was looked for, and how to point titok at it."""
+    state = "" if folder.is_dir() else f" ({folder} does not exist)"
+    return f"{state}: {DATA_HINT.format(what=what)}"
+
+
 def default_data_dir() -> Path:
     """`TITOK_DATA`, else `../shared/data` (this workplace's offline copies)."""
     return Path(os.environ.get("TITOK_DATA", "../shared/data"))
@@ -96,7 +111,8 @@ def _mmlu(subject: str, data_dir: Path, generative: bool) -> TaskSpec:
     path = folder / f"{subject}_test.csv"
     if not path.is_file():
         known = sorted(p.name.removesuffix("_test.csv") for p in folder.glob("*_test.csv"))
-        raise DataError(f"no MMLU subject '{subject}' in {folder}{did_you_mean(subject, known)}")
+        hint = did_you_mean(subject, known) or _missing_folder(folder, "mmlu/test/*_test.csv")
+        raise DataError(f"no MMLU subject '{subject}' in {folder}{hint}")
     examples = []
     with path.open(newline="", encoding="utf-8") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
@@ -216,7 +232,7 @@ def bbh_task_names(data_dir: Path | None = None) -> list[str]:
     """The BBH tasks in the data directory, sorted."""
     folder = (data_dir or default_data_dir()) / "bbh"
     if not folder.is_dir():
-        raise DataError(f"{folder} not found: set TITOK_DATA or --data-dir to a folder with bbh/")
+        raise DataError(f"{folder} not found: {DATA_HINT.format(what='bbh/')}")
     return sorted(p.stem for p in folder.glob("*.json"))
 
 
@@ -224,11 +240,17 @@ def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
     data_dir = data_dir or default_data_dir()
     family, _, rest = name.partition(":")
     if family == "bbh" and rest:
-        path = data_dir / "bbh" / f"{rest}.json"
+        folder = data_dir / "bbh"
+        path = folder / f"{rest}.json"
+        if not path.is_file():  # the data folder first: a user's copy wins over the bundled one
+            path = BUNDLED_DATA / "bbh" / f"{rest}.json"
         if not path.is_file():
-            known = [p.stem for p in (data_dir / "bbh").glob("*.json")]
+            bundled = bundled_bbh_tasks()
+            known = sorted({p.stem for p in folder.glob("*.json")} | set(bundled))
             raise DataError(
-                f"no BBH task '{rest}' in {data_dir / 'bbh'}{did_you_mean(rest, known)}"
+                f"no BBH task '{rest}' in {folder}{did_you_mean(rest, known)}"
+                f"{_missing_folder(folder, 'bbh/<task>.json')}; bundled with titok, no folder "
+                f"needed: {', '.join(f'bbh:{t}' for t in bundled)}"
             )
         return _bbh(name, path)
     if family in ("mmlu", "mmlu-gen") and rest:  # one subject, or several joined by "+"
