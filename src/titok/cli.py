@@ -190,7 +190,15 @@ def transplant(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings; flags override it.")] = None,
     overwrite: Annotated[
-        bool, typer.Option(help="Replace a run directory made for another transplant.")
+        bool,
+        typer.Option(help="Start the run directory again (another transplant, other settings)."),
+    ] = False,
+    update: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the run directory and redo the stages that changed settings affect "
+            "(without it, settings that would redo finished or kept work are refused)."
+        ),
     ] = False,
 ) -> None:
     """Transplant a LoRA from the source base to the target base (all stages, resumable)."""
@@ -214,7 +222,7 @@ def transplant(
     }
     settings = build_config(TransplantConfig, config, flags)
     run = new_run(settings, out)
-    run.save_config(overwrite)
+    run.save_config(overwrite, keep_work=not update)
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "run.log")
     run.run_all()
     console.print(f"adapter: {out / 'adapter'}")

@@ -68,6 +68,20 @@ IDENTITY = (
 ARTIFACT_SCHEMA = 3
 
 
+def _differences(
+    before: dict[str, Any], after: dict[str, Any], prefix: str = ""
+) -> dict[str, tuple[Any, Any]]:
+    """Dotted setting name -> (before, after), for the settings that differ."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for key in before.keys() | after.keys():
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found.update(_differences(old, new, f"{prefix}{key}."))
+        elif old != new:
+            found[f"{prefix}{key}"] = (old, new)
+    return dict(sorted(found.items()))
+
+
 # The stages running in this process, innermost last, and those a Ctrl-C stopped: what the
 # CLI names when it reports an interruption.
 _running: list[str] = []
@@ -118,8 +132,12 @@ class Run:
         run.check_owner()
         return run
 
-    def save_config(self, overwrite: bool = False) -> None:
-        """Check the inputs, claim the run directory, and write the resolved settings into it."""
+    def save_config(self, overwrite: bool = False, keep_work: bool = False) -> None:
+        """Check the inputs, claim the run directory, and write the resolved settings into it.
+
+        `keep_work`: refuse settings that would redo work the directory holds (finished stages,
+        journaled batches, checkpoints) instead of redoing it (the CLI's default; `--update`
+        accepts the change, `--overwrite` starts again)."""
         self.preflight()
         self.size_training()  # reads the target's config: may fail, so before any write
         self.size_batches()
@@ -127,6 +145,8 @@ class Run:
             shutil.rmtree(self.run_dir.root)
         wait_for_everyone()  # nobody checks a directory the main process is still removing
         self.check_owner()
+        if keep_work and not overwrite:
+            self.check_unchanged()
         wait_for_everyone()  # every process checked the directory before any writes to it
         self.run_dir.create()
         self.run_dir.write_json(
@@ -261,6 +281,37 @@ class Run:
                 f"{root} holds another transplant ({what}): use a new --out, or pass --overwrite "
                 "to replace it"
             )
+
+    def check_unchanged(self) -> None:
+        """Refuse settings that differ from the saved ones where the difference would redo work
+        the run directory holds: a finished stage, or a stage's kept progress (journaled
+        batches, a training checkpoint), whose fingerprint the new settings change. Settings
+        that change no fingerprint (runtime ones: batch sizes for scoring, Hub kernels, ...) and
+        stages not begun pass."""
+        file = self.run_dir.path(CONFIG_FILE)
+        if not file.is_file():
+            return
+        try:
+            saved = TransplantConfig.from_saved(yaml.safe_load(file.read_text()))
+        except (ValidationError, yaml.YAMLError):  # check_owner speaks for unreadable configs
+            return
+        before = Run(saved, self.run_dir, self.method)
+        redone = [
+            stage.name
+            for stage in self.stages
+            if before.fingerprints[stage.name] != self.fingerprints[stage.name]
+            and (self.run_dir.manifest(stage.name) is not None or stage.progress(before))
+        ]
+        if not redone:
+            return
+        changed = _differences(saved.model_dump(), self.config.model_dump())
+        shown = "; ".join(f"{key}: {old!r} → {new!r}" for key, (old, new) in changed.items())
+        raise RunDirError(
+            f"{self.run_dir.root} holds a run made with other settings ({shown}), and they "
+            f"would redo its work in {', '.join(redone)}: rerun with the settings in {file} to "
+            "resume it, pass --update to keep it and redo those stages with the new settings, "
+            "or --overwrite to start it again"
+        )
 
     # -- models, loaded once -------------------------------------------------------------------
     @cached_property
