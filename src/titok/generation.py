@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -19,6 +18,7 @@ from titok.distributed import is_main, map_batches
 from titok.faults import failpoint
 from titok.journal import ScopedJournal
 from titok.models import shape_of
+from titok.progress import progress
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,7 +166,7 @@ def generate(
             new_tokens.append(new[:cut])
         return new_tokens
 
-    progress = tqdm(total=len(batches), desc=desc, unit="batch", leave=False, disable=quiet())
+    bar = progress(total=len(batches), desc=desc, unit="batch")
 
     def one(number: int, batch: list[int]) -> list[list[int]]:
         batch_seed = seed * 100_003 + number
@@ -184,13 +184,13 @@ def generate(
                 results = run_with_backoff(lambda part: run(part, batch_seed), batch)
                 journal.record(key, results)
         failpoint(f"generate-batch-{number + 1}")
-        progress.update()
+        bar.update()
         return results
 
     for batch, results in zip(batches, map_batches(batches, one), strict=True):
         for index, tokens in zip(batch, results, strict=True):
             outputs[index] = tokens
-    progress.close()
+    bar.close()
     return outputs
 
 

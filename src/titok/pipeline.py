@@ -68,6 +68,20 @@ IDENTITY = (
 ARTIFACT_SCHEMA = 3
 
 
+def summary(figures: dict[str, Any], stage: str, width: int = 160) -> str:
+    """A stage's figures as one readable line: its plain values, and where the rest is."""
+    plain = [
+        f"{key} {value}"
+        for key, value in figures.items()
+        if isinstance(value, (int, float, str, bool)) or value is None
+    ]
+    line = ", ".join(plain)
+    if len(line) > width:
+        line = line[: width - 1].rsplit(", ", 1)[0] + ", …"
+    more = len(plain) < len(figures) or line.endswith("…")
+    return line + (f" (all figures: stages/{stage}.json)" if more else "")
+
+
 def _differences(
     before: dict[str, Any], after: dict[str, Any], prefix: str = ""
 ) -> dict[str, tuple[Any, Any]]:
@@ -439,7 +453,7 @@ class Run:
         wait_for_everyone()  # the next stage reads what the main process wrote
         failpoint(f"after-{stage.name}")
         self.timings[stage.name] = seconds
-        log.info("%s: done in %.1f s %s", stage.name, seconds, figures)
+        log.info("%s: done in %.1f s: %s", stage.name, seconds, summary(figures, stage.name))
         return True
 
     def adopt_finished(self, others: list[Path]) -> list[str]:

@@ -45,6 +45,9 @@ class PromptFormat:
         return f"titok's plain template {PLAIN_TEMPLATE!r}, answer closed by the eos token"
 
 
+_told: set[tuple[str, str]] = set()  # models whose plain template was announced
+
+
 def prompt_format(tokenizer: PreTrainedTokenizerBase, name: str = "model") -> PromptFormat:
     """The chat template when the tokenizer has one, else the plain template with a warning."""
     if tokenizer.chat_template:
@@ -57,10 +60,14 @@ def prompt_format(tokenizer: PreTrainedTokenizerBase, name: str = "model") -> Pr
         if not end and tokenizer.eos_token_id is not None:
             end = [tokenizer.eos_token_id]
         return PromptFormat("chat-template", tuple(end))
-    log.warning(
-        "%s: the tokenizer has no chat template; using titok's plain template %r",
-        name,
-        PLAIN_TEMPLATE,
-    )
+    key = (name, tokenizer.name_or_path)
+    if key not in _told:  # once per model and process, not at every use
+        _told.add(key)
+        log.info(
+            "%s: the tokenizer has no chat template (a base model); prompts use titok's plain "
+            "template %r",
+            name,
+            PLAIN_TEMPLATE,
+        )
     eos = tokenizer.eos_token_id
     return PromptFormat("plain", () if eos is None else (int(eos),))

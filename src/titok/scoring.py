@@ -16,13 +16,13 @@ import logging
 from collections.abc import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from titok.batching import BatchSetting, run_with_backoff
 from titok.distributed import map_batches
 from titok.faults import failpoint
-from titok.generation import left_pad, length_batches, quiet, sized_batch
+from titok.generation import left_pad, length_batches, sized_batch
+from titok.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -136,18 +136,18 @@ def _score(
         return _score_batch(model, pairs, batch, pad_id, reduce, chunk_tokens, state)
 
     batches = length_batches(lengths, sized_batch(batch_size, "score", model, lengths, 0))
-    progress = tqdm(total=len(batches), desc=desc, unit="batch", leave=False, disable=quiet())
+    bar = progress(total=len(batches), desc=desc, unit="batch")
 
     def one(number: int, batch: list[int]) -> list[tuple[torch.Tensor, ...]]:
         failpoint(f"score-batch-{number + 1}")
         scored = run_with_backoff(run, batch)
-        progress.update()
+        bar.update()
         return [tuple(t.cpu() for t in row) for row in scored]
 
     for batch, scored in zip(batches, map_batches(batches, one), strict=True):
         for index, result in zip(batch, scored, strict=True):
             results[index] = result
-    progress.close()
+    bar.close()
     return results
 
 

@@ -21,7 +21,6 @@ from typing import TypeVar
 import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from titok.batching import free_bytes
@@ -29,7 +28,7 @@ from titok.config import TrainConfig
 from titok.distributed import is_main, main_decides, world_size
 from titok.errors import TitokError
 from titok.faults import failpoint
-from titok.generation import quiet
+from titok.progress import progress
 from titok.rundir import temp_prefix
 
 log = logging.getLogger(__name__)
@@ -315,10 +314,8 @@ def fit(
             )
         running, optimizer = engine.prepare(model, optimizer)
     started = time.perf_counter()
-    progress = tqdm(
-        range(first, total), desc=desc, unit="step", leave=False, disable=quiet(), initial=first
-    )
-    for step in progress:
+    bar = progress(range(first, total), total=total, desc=desc, unit="step", initial=first)
+    for step in bar:
         if len(order) < config.batch_size:
             epoch = list(range(len(data)))
             rng.shuffle(epoch)
@@ -343,7 +340,7 @@ def fit(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(reported.item())
-        progress.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
         failpoint(f"train-step-{step + 1}")
         due = checkpoints and checkpoints.every and (step + 1) % checkpoints.every == 0
         if checkpoints and due and is_main():
