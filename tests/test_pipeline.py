@@ -71,6 +71,13 @@ def finished_run(tiny_models, tmp_path_factory) -> Run:
     return run
 
 
+def test_the_cards_snippet_loads_as_written(finished_run):
+    from tests.test_card import load_as_the_card_says
+
+    adapter = finished_run.run_dir.path("adapter")
+    load_as_the_card_says(adapter, (adapter / "README.md").read_text())
+
+
 def test_transplant_writes_a_loadable_adapter_with_a_model_card(finished_run, tiny_models):
     adapter = finished_run.run_dir.path("adapter")
     model = PeftModel.from_pretrained(

@@ -34,6 +34,10 @@ class CardFacts:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     # the card of a merged model (`titok export --merged`), not of an adapter
     merged: bool = False
+    # how the target base is named on the Hub and loaded (`titok.models.model_reference`):
+    # {"hub_id": str | None, "load": str, "revision": str | None, "note": str | None}
+    target: dict[str, Any] = field(default_factory=dict)
+    queries: int | None = None  # a `--queries` run: how many the file holds
 
 
 def evaluations(root: Path) -> list[dict[str, Any]]:
@@ -70,15 +74,15 @@ def adapter_evaluations(root: Path) -> list[dict[str, Any]]:
 
 def front_matter(facts: CardFacts) -> dict[str, Any]:
     s = facts.settings
-    data: dict[str, Any] = {
-        "library_name": "peft",
-        "base_model": s["target_base"],
-        "tags": ["lora", "titok", "transplant", s["method"]],
-    }
+    data: dict[str, Any] = {"library_name": "transformers" if facts.merged else "peft"}
+    hub_id = facts.target.get("hub_id")
+    if hub_id:  # the Hub accepts only an id it knows; a local base is named in the text
+        data["base_model"] = hub_id
+    data["tags"] = list(dict.fromkeys(["lora", "titok", "transplant", s["method"]]))
     if facts.evaluations:
         data["model-index"] = [
             {
-                "name": f"titok-{s['method']}-transplant",
+                "name": f"{(hub_id or s['target_base']).split('/')[-1]}-{s['method']}-lora",
                 "results": [
                     {
                         "task": {"type": "text-generation"},
@@ -96,6 +100,29 @@ def front_matter(facts: CardFacts) -> dict[str, Any]:
             }
         ]
     return data
+
+
+def data_source(facts: CardFacts) -> str:
+    """Where the training data came from: the first step of the card's recipe."""
+    s = facts.settings
+    expert = f"The source expert ({s['source_base']} + `{s['source_adapter']}`)"
+    if s.get("queries"):
+        held = f"the {facts.queries} " if facts.queries else "the "
+        return (
+            f"{expert} answered {held}real questions in `{s['queries']}` (given without "
+            "answers: no query was generated)."
+        )
+    writer = s.get("synth", {}).get("query_writer", "source")
+    if writer == "seeds":
+        return f"{expert} answered the seed examples in `{s['seeds']}` themselves (KD 5-shot)."
+    if writer == "target":
+        return (
+            f"The target base wrote synthetic queries from the seed examples in `{s['seeds']}`; "
+            f"{expert[0].lower()}{expert[1:]} answered them."
+        )
+    return (
+        f"{expert} wrote and answered synthetic queries from the seed examples in `{s['seeds']}`."
+    )
 
 
 def model_card(facts: CardFacts) -> str:
@@ -118,25 +145,30 @@ def model_card(facts: CardFacts) -> str:
     )
     t = s["train"]
     lora = f"r {t['r']}, alpha {t['alpha']}, lr {t['lr']}, {t['epochs']} epochs"
+    load = facts.target.get("load", s["target_base"])
+    pinned = f', revision="{facts.target["revision"]}"' if facts.target.get("revision") else ""
     use = (
         f"""from transformers import AutoModelForCausalLM
 model = AutoModelForCausalLM.from_pretrained("<this folder>")  # {s["target_base"]} + the LoRA"""
         if facts.merged
         else f"""from peft import PeftModel
 from transformers import AutoModelForCausalLM
-base = AutoModelForCausalLM.from_pretrained("{s["target_base"]}")
+base = AutoModelForCausalLM.from_pretrained("{load}"{pinned})
 model = PeftModel.from_pretrained(base, "<this folder>")"""
     )
-    what = "The weights of" if facts.merged else "A LoRA for"
-    merged_note = " merged into its weights" if facts.merged else ""
+    what = (
+        f"**{s['target_base']}** with a LoRA merged into its weights"
+        if facts.merged
+        else f"A LoRA adapter for **{s['target_base']}**"
+    )
+    note = f"\n\n{facts.target['note']}." if facts.target.get("note") else ""
     meta = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True)
     return f"""---
 {meta}---
 # LoRA transplanted with titok
 
-{what} **{s["target_base"]}** with a LoRA{merged_note}, transplanted from the adapter
-`{s["source_adapter"]}` on **{s["source_base"]}** with method **{s["method"]}** (titok
-{__version__}), without the adapter's training data.
+{what}, transplanted from the adapter `{s["source_adapter"]}` on **{s["source_base"]}** with
+method **{s["method"]}** (titok {__version__}), without the adapter's training data.{note}
 
 ## Use
 ```python
@@ -145,8 +177,7 @@ model = PeftModel.from_pretrained(base, "<this folder>")"""
 Prompt it as it was trained: {facts.prompt}.
 
 ## How it was made
-1. The source expert ({s["source_base"]} + `{s["source_adapter"]}`) wrote and answered
-   synthetic queries from the seed examples in `{s["seeds"]}`.
+1. {data_source(facts)}
 2. Every answer token was scored by its contrastive excess, log p(expert) − log p(base).
 3. The top {select["m"]} samples and the top {select["k"]:.0%} tokens of each{ending} were kept
    (method `{s["method"]}`: see `titok methods`), and carried to the target's tokenizer by text.

