@@ -95,3 +95,54 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.std() > 0.05  # not a blank page
+
+
+def write_eval(folder, model, adapter, correct, golds, harness_value):
+    """A `titok eval --out folder` result as run_eval writes it (result.json, predictions)."""
+    from titok.metrics import balanced_accuracy
+
+    folder.mkdir(parents=True)
+    rows = [
+        {"input": f"q{i}", "target": gold, "extracted": gold if hit else "x", "correct": hit}
+        for i, (hit, gold) in enumerate(zip(correct, golds, strict=True))
+    ]
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    balanced = balanced_accuracy(correct, golds)
+    result = {
+        "model": model,
+        "adapter": adapter,
+        "task": "bbh:boolean_expressions",
+        "n": len(rows),
+        "metric": "exact_match,flexible-extract",
+        "value": harness_value,
+        "stderr": 0.05,
+        "headline": "balanced_accuracy",
+        "metrics": {
+            "balanced_accuracy": {"value": balanced, "stderr": 0.04},
+            "chance": {"value": 0.5, "stderr": 0.0},
+        },
+    }
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+def test_the_report_leads_with_the_headline_metric_and_a_verdict(report, tmp_path):
+    from titok.card import evaluations
+    from titok.report import verdicts
+
+    run, _ = report
+    root = run.run_dir.root
+    golds = ["True", "False"] * 30
+    vanilla = [gold == "True" for gold in golds]  # answers True to everything: chance
+    adapted = [True] * 50 + [False] * 10
+    write_eval(root / "eval" / "vanilla", "gemma3-270m", None, vanilla, golds, 0.5)
+    write_eval(root / "eval" / "adapter", "gemma3-270m", str(root / "adapter"), adapted, golds, 0.8)
+    try:
+        rows = [r for r in evaluations(root) if "predictions" in r]
+        assert {r["metric"] for r in rows} == {"balanced_accuracy"}
+        (verdict,) = verdicts(rows)
+        assert verdict.difference.verdict == "win" and verdict.vanilla == 0.5
+        assert verdict.sentence.startswith("bbh:boolean_expressions: knowledge moved: +0.333 [")
+        html = build_report(root, tmp_path / "page.html").read_text()
+        assert "knowledge moved: +0.333" in html and "exact_match,flexible-extract" not in html
+    finally:
+        shutil.rmtree(root / "eval")

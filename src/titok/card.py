@@ -50,8 +50,31 @@ def evaluations(root: Path) -> list[dict[str, Any]]:
     for file in sorted(root.rglob("result.json")):
         result = json.loads(file.read_text())
         name = f"{result['model']}" + (" + adapter" if result.get("adapter") else "")
-        rows.append({**result, "name": name})
+        metric, value, stderr = headline(result)
+        chance = result.get("metrics", {}).get("chance", {}).get("value")
+        rows.append(
+            {
+                **result,
+                "name": name,
+                "harness_metric": result["metric"],
+                "metric": metric,
+                "value": value,
+                "stderr": stderr,
+                "chance": chance,
+                "predictions": str(file.parent / "predictions.jsonl"),
+            }
+        )
     return rows
+
+
+def headline(result: dict[str, Any]) -> tuple[str, float, float]:
+    """A `titok eval` result's headline metric (balanced accuracy for closed answers, exact match
+    for open ones), its value and stderr; the harness metric for results without one."""
+    metric = result.get("headline", result["metric"])
+    chosen = result.get("metrics", {}).get(metric)
+    if chosen is None:
+        return result["metric"], result["value"], result.get("stderr", 0.0)
+    return metric, chosen["value"], chosen["stderr"]
 
 
 def adapter_evaluations(root: Path) -> list[dict[str, Any]]:
@@ -59,11 +82,10 @@ def adapter_evaluations(root: Path) -> list[dict[str, Any]]:
     adapter = (root / "adapter").resolve()
     chosen = []
     for row in evaluations(root):
-        if "adapter" in row:  # a `titok eval` result
+        if "adapter" in row:  # a `titok eval` result (evaluations() put its headline first)
             if not row["adapter"] or Path(row["adapter"]).resolve() != adapter:
                 continue
-            metric = row.get("headline", row["metric"])
-            value = row.get("metrics", {}).get(metric, {}).get("value", row["value"])
+            metric, value = row["metric"], row["value"]
         elif str(row.get("name", "")).startswith("target +"):  # the demo's transplanted row
             metric, value = row["metric"], row["value"]
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,6 +24,7 @@ import yaml
 from titok.align import align_offsets, token_offsets
 from titok.card import evaluations
 from titok.methods import open_run
+from titok.metrics import BALANCED, EXACT, Difference, paired_difference
 from titok.pipeline import CONFIG_FILE, Run
 from titok.version import __version__
 
@@ -128,6 +130,79 @@ def query_probe(manifest: dict | None) -> tuple[str | None, list[tuple[str, dict
     return figures.get("query_prompt"), list(figures.get("query_prompt_probe", {}).items())
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Did the transplant move what the task measures? The adapter against the vanilla target
+    on the same examples, on the task's headline metric."""
+
+    task: str
+    metric: str
+    adapter: float
+    vanilla: float
+    difference: Difference
+
+    @property
+    def sentence(self) -> str:
+        d = self.difference
+        interval = f"{d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+        said = {
+            "win": f"knowledge moved: {interval} over vanilla",
+            "loss": f"worse than vanilla: {interval}",
+            "tie": f"no difference from vanilla: {interval}, the interval holds 0",
+        }[d.verdict]
+        return (
+            f"{self.task}: {said} ({self.metric} {self.adapter:.3f} with the adapter, "
+            f"{self.vanilla:.3f} without; n {d.n})"
+        )
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[Verdict]:
+    """For each `titok eval` of an adapter that has an eval of its base without it on the same
+    examples, the paired difference on the headline metric (95% bootstrap)."""
+    found = []
+    for with_adapter in rows:
+        if not with_adapter.get("adapter") or "predictions" not in with_adapter:
+            continue
+        vanilla = next(
+            (
+                r
+                for r in rows
+                if "predictions" in r
+                and not r.get("adapter")
+                and r["model"] == with_adapter["model"]
+                and r["task"] == with_adapter["task"]
+                and r["n"] == with_adapter["n"]
+            ),
+            None,
+        )
+        if vanilla is None:
+            continue
+        a, b = (_predictions(Path(r["predictions"])) for r in (with_adapter, vanilla))
+        if not a or [p.get("input") for p in a] != [p.get("input") for p in b]:
+            continue  # not the same examples in the same order: no pairing
+        if any(p.get("correct") is None for p in a + b):
+            continue
+        metric = with_adapter["metric"]
+        difference = paired_difference(
+            [float(p["correct"]) for p in a],
+            [float(p["correct"]) for p in b],
+            [p["target"] for p in a],
+            BALANCED if metric == BALANCED else EXACT,
+        )
+        found.append(
+            Verdict(
+                with_adapter["task"], metric, with_adapter["value"], vanilla["value"], difference
+            )
+        )
+    return found
+
+
+def _predictions(file: Path) -> list[dict[str, Any]]:
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
 def chart(rows: list[dict[str, Any]]) -> str:
     """A bar chart of the evaluation rows as a base64 PNG (inline in the page)."""
     import matplotlib
@@ -135,11 +210,19 @@ def chart(rows: list[dict[str, Any]]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 0.5 + 0.45 * len(rows)))
-    names = [r["name"] for r in rows][::-1]
-    axes.barh(names, [r["value"] for r in rows][::-1], xerr=[r["stderr"] for r in rows][::-1])
+    # baselines (the demo's majority answer, a task's chance) are lines, not bars beside models
+    bars = [r for r in rows if r["name"] != "majority answer"]
+    figure, axes = plt.subplots(figsize=(7, 0.5 + 0.45 * len(bars)))
+    names = [f"{r['name']} ({r['task']})" for r in bars][::-1]
+    axes.barh(names, [r["value"] for r in bars][::-1], xerr=[r["stderr"] for r in bars][::-1])
+    lines = {f"chance {r['chance']:.2f}": r["chance"] for r in rows if r.get("chance")}
+    lines.update({f"{r['name']} {r['value']:.2f}": r["value"] for r in rows if r not in bars})
+    for (label, value), style in zip(lines.items(), ("--", ":", "-.", "--"), strict=False):
+        axes.axvline(value, color="grey", linestyle=style, label=label)
+    if lines:
+        axes.legend(loc="lower right", fontsize=8)
     axes.set_xlim(0, 1)
-    axes.set_xlabel(rows[0].get("metric", "score"))
+    axes.set_xlabel(", ".join(dict.fromkeys(r["metric"] for r in bars)) or "score")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -179,6 +262,7 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Path:
         scale=scale,
         rejected=[r for r in pool if r["id"] not in kept][:MAX_SAMPLES],
         evaluations=evals,
+        verdicts=[v.sentence for v in verdicts(evals)],
         chart=chart(evals) if evals else None,
         dropped=dropped_by_rule(run.run_dir.manifest("synth")),
         probe=query_probe(run.run_dir.manifest("synth")),
