@@ -116,3 +116,21 @@ def test_ctrl_c_during_a_stage_exits_130_and_says_how_to_resume(tiny_models, tmp
     assert "interrupted at synth; rerun the same command to resume" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (out / "stages" / "synth.json").exists()  # the stage is not marked done
+
+
+@pytest.mark.parametrize(
+    "args", [["--version"], ["version"], ["--help"], ["transplant", "--help"], ["eval", "--help"]]
+)
+def test_version_and_help_import_neither_torch_nor_transformers(args):
+    """What makes them take seconds (14 s for `titok --version` before): they must not load."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['titok', *{args!r}]\n"
+        "from titok import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit as exit_:\n    assert not exit_.code, exit_.code\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "HEAVY []" in done.stdout, done.stdout[-500:]

@@ -75,14 +75,30 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     if not sys.stderr.isatty():
         os.environ.setdefault("TQDM_DISABLE", "1")
-    from transformers.utils import logging as hf_logging
+    # transformers reads this when it is imported: set here, it costs no import (`titok
+    # transplant --help` stays fast); imported already (in-process use), it is told directly.
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(__version__)
+        raise typer.Exit()
 
 
 @app.callback()
 def _main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print titok's version."
+        ),
+    ] = False,
 ) -> None:
     _setup_logging(quiet)
 
@@ -119,16 +135,6 @@ for _name, _help in {
     "train": "Stage 5: train the target LoRA on the selected tokens.",
 }.items():
     _stage_command(_name, _help)
-
-
-@app.command(rich_help_panel=STAGES)
-def status(run: RunOption) -> None:
-    """Each stage of a run: done, stale (settings or inputs changed) or to do, with its figures."""
-    from titok.methods import open_run
-
-    for stage, state, figures in open_run(run).status():
-        shown = ", ".join(f"{k}={v}" for k, v in figures.items())
-        print(f"{stage:<7} {state:<6} {shown}")
 
 
 @app.command()
@@ -232,7 +238,14 @@ def transplant(
 def eval_(
     model: Annotated[str, typer.Option(help="Model: hub id, directory, .gguf or bundled name.")],
     task: Annotated[
-        str, typer.Option(help="bbh:<task>, mmlu:<subject>, jsonl:<file> or a BBH file.")
+        str,
+        typer.Option(
+            help="bbh:<task> (bbh:boolean_expressions is bundled; others need --data-dir), "
+            "mmlu:<subject> (log-likelihood), mmlu-gen:<subject> (generative), facts:<seed>, "
+            "rule:<seed> (generated: `titok make-task`), jsonl:<file> (exact match), "
+            "jsonl-rouge:<file>, lamp4:<questions.json>, lamp5:<questions.json> or a BBH .json "
+            "file."
+        ),
     ],
     adapter: Annotated[
         str | None, typer.Option(help="PEFT adapter to apply: a directory or a Hub id[@rev].")
@@ -278,6 +291,16 @@ def eval_(
         if name != result.headline:
             print(f"{task} {split} n={result.n}: {name} = {value:.4f} ± {stderr:.4f}")
     print(f"predictions: {folder / 'predictions.jsonl'}")
+
+
+@app.command()
+def status(run: RunOption) -> None:
+    """Each stage of a run: done, stale (settings or inputs changed) or to do, with its figures."""
+    from titok.methods import open_run
+
+    for stage, state, figures in open_run(run).status():
+        shown = ", ".join(f"{k}={v}" for k, v in figures.items())
+        print(f"{stage:<7} {state:<6} {shown}")
 
 
 @app.command()
@@ -502,8 +525,7 @@ def make_task(
         int, typer.Option(help="Invented people in the knowledge base (facts).")
     ] = 30,
 ) -> None:
-    """Write a generated task's files (facts: a fictional knowledge base; rule: an invented rule
-    to apply to new things; docs/facts.md)."""
+    """Write a generated task's files: facts, a fictional knowledge base; rule, an invented rule to apply to new things (docs/facts.md)."""  # noqa: E501  (one line: the help keeps line breaks)
     from titok.errors import ConfigError, did_you_mean
     from titok.facts import make_facts, write_facts
     from titok.rule import make_rule, write_rule
@@ -576,9 +598,9 @@ def main() -> None:
             _interrupted()
         elif isinstance(status, int) and not isinstance(status, bool) and status:
             _exit(status)
-        from titok.distributed import finish
-
-        finish()
+        distributed = sys.modules.get("titok.distributed")  # only a command that used it
+        if distributed is not None:  # (importing it imports torch: seconds for `titok version`)
+            distributed.finish()
     except TitokError as error:
         _report(str(error))
         _exit(2)
@@ -645,11 +667,13 @@ def _stopped_by_launcher(signum: int, frame: object) -> None:
 
 def _report(message: str) -> None:
     """Print an error once per launch, naming the process when there are several."""
-    from titok.distributed import first_to_report, world_size
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1:  # titok.distributed imports torch: only a launch needs it here
+        from titok.distributed import first_to_report
 
-    if not first_to_report():
-        return
+        if not first_to_report():
+            return
     # RANK, not the process group's rank: the error may come before the group exists
     rank = os.environ.get("RANK", "0")
-    where = f" (process {rank} of {world_size()})" if world_size() > 1 else ""
+    where = f" (process {rank} of {processes})" if processes > 1 else ""
     console.print(f"[red]error{where}:[/red] {escape(message)}", highlight=False)

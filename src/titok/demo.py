@@ -22,6 +22,7 @@ from titok.data import Example, pick_seeds, read_bbh, split, write_jsonl
 from titok.evaluate import EvalResult, accuracy_stderr, evaluate_model
 from titok.finetune import train_on_examples
 from titok.methods import new_run
+from titok.metrics import paired_difference
 from titok.models import load_model, load_tokenizer
 from titok.precision import DtypeSetting, dtype_name
 from titok.prompts import prompt_format
@@ -128,19 +129,38 @@ def run_demo(settings: DemoSettings) -> dict:
     started = time.perf_counter()
     results = evaluate_rows(settings, adapter, run.run_dir.path("adapter"), test)
     timings["evaluation"] = time.perf_counter() - started
-    # What always giving the most common training answer scores: the floor any model must beat.
+    # One headline metric (balanced accuracy: answering one thing to everything scores chance,
+    # 1/L); exact match and the majority answer's share stay in the figures.
     majority = Counter(ex.answer for ex in train).most_common(1)[0][0]
-    results["majority answer"] = EvalResult(
-        *accuracy_stderr([ex.answer == majority for ex in test]), len(test)
+    transplanted, vanilla = results["target + TiTok"], results["target vanilla"]
+    difference = paired_difference(
+        [float(p["correct"]) for p in transplanted.predictions],
+        [float(p["correct"]) for p in vanilla.predictions],
+        [p["target"] for p in transplanted.predictions],
+        transplanted.headline,
     )
     summary = {
         "task": f"bbh:{DEMO_TASK}",
         "train_examples": len(train),
         "test_examples": len(test),
         "dtype": dtype_name(run.dtype),
+        "metric": transplanted.headline,
         "results": {
-            name: {"accuracy": r.accuracy, "stderr": r.stderr, "n": r.n}
+            name: {
+                "value": r.headline_value[0],
+                "stderr": r.headline_value[1],
+                "exact_match": r.accuracy,
+                "n": r.n,
+            }
             for name, r in results.items()
+        },
+        "chance": transplanted.metrics.get("chance", (None, 0.0))[0],
+        "majority_answer_exact_match": accuracy_stderr([ex.answer == majority for ex in test])[0],
+        "verdict": {
+            "transplant_minus_vanilla": difference.value,
+            "low": difference.low,
+            "high": difference.high,
+            "verdict": difference.verdict,
         },
         "seconds": {name: round(s, 1) for name, s in timings.items()},
         "artifacts": {
@@ -155,9 +175,10 @@ def run_demo(settings: DemoSettings) -> dict:
             {
                 "name": name,
                 "task": summary["task"],
-                "metric": "exact_match",
-                "value": r.accuracy,
-                "stderr": r.stderr,
+                "metric": r.headline,
+                "value": r.headline_value[0],
+                "stderr": r.headline_value[1],
+                "chance": summary["chance"],
                 "n": r.n,
             }
             for name, r in results.items()
@@ -178,10 +199,28 @@ def format_summary(summary: dict) -> str:
         f"{summary['test_examples']} test examples, zero-shot greedy, "
         f"{summary.get('dtype', 'float32')}",
         "",
-        f"{'model':<20} {'accuracy':>9} {'± stderr':>9}",
+        f"{'model':<20} {summary['metric']:>18} {'± stderr':>9} {'exact match':>12}",
     ]
     for name, r in summary["results"].items():
-        lines.append(f"{name:<20} {r['accuracy']:>9.3f} {r['stderr']:>9.3f}")
+        lines.append(
+            f"{name:<20} {r['value']:>18.3f} {r['stderr']:>9.3f} {r['exact_match']:>12.3f}"
+        )
+    if summary.get("chance") is not None:
+        lines.append(
+            f"{'chance':<20} {summary['chance']:>18.3f} {'':>9} "
+            f"{summary['majority_answer_exact_match']:>12.3f}   (one answer to everything)"
+        )
+    v = summary["verdict"]
+    said = {
+        "win": "knowledge moved",
+        "loss": "worse than vanilla",
+        "tie": "no difference from vanilla",
+    }[v["verdict"]]
+    lines += [
+        "",
+        f"{said}: target + TiTok − target vanilla = {v['transplant_minus_vanilla']:+.3f} "
+        f"[{v['low']:+.3f}, {v['high']:+.3f}] (95% paired bootstrap)",
+    ]
     lines += ["", "time per stage (s):"]
     lines += [f"  {name:<22} {s:>7.1f}" for name, s in summary["seconds"].items()]
     lines += ["", "artifacts:"] + [f"  {k}: {v}" for k, v in summary["artifacts"].items()]
