@@ -146,3 +146,18 @@ def test_the_report_leads_with_the_headline_metric_and_a_verdict(report, tmp_pat
         assert "knowledge moved: +0.333" in html and "exact_match,flexible-extract" not in html
     finally:
         shutil.rmtree(root / "eval")
+
+
+def test_beating_a_below_chance_vanilla_is_not_called_knowledge():
+    from titok.metrics import Difference, transfer_verdict
+
+    moved = Difference(0.39, 0.176, 0.599, 25)
+    # the demo's boolean_expressions: vanilla 0.176 (unparseable answers), adapter 0.566 ± 0.091
+    assert transfer_verdict(moved, 0.566, 0.091, 0.5).startswith(
+        "better than vanilla (+0.390 [+0.176, +0.599]) but not above chance (0.500)"
+    )
+    assert transfer_verdict(moved, 0.9, 0.05, 0.5).startswith("knowledge moved: +0.390")
+    assert transfer_verdict(Difference(0.1, -0.05, 0.2, 25), 0.9, 0.05, 0.5).startswith(
+        "no difference from vanilla"
+    )
+    assert transfer_verdict(Difference(-0.2, -0.3, -0.1, 25), 0.3, 0.05, 0.5).startswith("worse")

@@ -22,7 +22,7 @@ from titok.data import Example, pick_seeds, read_bbh, split, write_jsonl
 from titok.evaluate import EvalResult, accuracy_stderr, evaluate_model
 from titok.finetune import train_on_examples
 from titok.methods import new_run
-from titok.metrics import paired_difference
+from titok.metrics import paired_difference, transfer_verdict
 from titok.models import load_model, load_tokenizer
 from titok.precision import DtypeSetting, dtype_name
 from titok.prompts import prompt_format
@@ -161,6 +161,11 @@ def run_demo(settings: DemoSettings) -> dict:
             "low": difference.low,
             "high": difference.high,
             "verdict": difference.verdict,
+            "sentence": transfer_verdict(
+                difference,
+                *transplanted.headline_value,
+                transplanted.metrics.get("chance", (None, 0.0))[0],
+            ),
         },
         "seconds": {name: round(s, 1) for name, s in timings.items()},
         "artifacts": {
@@ -210,16 +215,10 @@ def format_summary(summary: dict) -> str:
             f"{'chance':<20} {summary['chance']:>18.3f} {'':>9} "
             f"{summary['majority_answer_exact_match']:>12.3f}   (one answer to everything)"
         )
-    v = summary["verdict"]
-    said = {
-        "win": "knowledge moved",
-        "loss": "worse than vanilla",
-        "tie": "no difference from vanilla",
-    }[v["verdict"]]
     lines += [
         "",
-        f"{said}: target + TiTok − target vanilla = {v['transplant_minus_vanilla']:+.3f} "
-        f"[{v['low']:+.3f}, {v['high']:+.3f}] (95% paired bootstrap)",
+        f"target + TiTok against target vanilla (95% paired bootstrap): "
+        f"{summary['verdict']['sentence']}",
     ]
     lines += ["", "time per stage (s):"]
     lines += [f"  {name:<22} {s:>7.1f}" for name, s in summary["seconds"].items()]

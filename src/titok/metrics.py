@@ -142,6 +142,29 @@ class Difference:
         return "win" if self.value > 0 else "loss"
 
 
+def transfer_verdict(
+    difference: Difference, value: float, stderr: float, chance: float | None
+) -> str:
+    """One line: did the transplant move what the task measures? `difference` is the adapter
+    minus the vanilla target on the same examples; `value ± stderr` the adapter's headline and
+    `chance` what one answer to everything scores on it. Beating a vanilla model that answers
+    below chance (unparseable answers) only shows the answer format arriving: the line says so
+    unless the adapter is also above chance (value − 1.96 stderr)."""
+    interval = f"{difference.value:+.3f} [{difference.low:+.3f}, {difference.high:+.3f}]"
+    if difference.verdict == "tie":
+        return f"no difference from vanilla: {interval}, the interval holds 0"
+    if difference.verdict == "loss":
+        return f"worse than vanilla: {interval}"
+    if chance is not None and value - 1.96 * stderr <= chance:
+        return (
+            f"better than vanilla ({interval}) but not above chance ({chance:.3f}): the answer "
+            "format moved; that knowledge did is not shown"
+        )
+    return f"knowledge moved: {interval} over vanilla" + (
+        f", above chance ({chance:.3f})" if chance is not None else ""
+    )
+
+
 def metric_function(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
     """(correct, gold label ids) -> the metric's value, for the bootstrap."""
     if metric == BALANCED:

@@ -24,7 +24,7 @@ import yaml
 from titok.align import align_offsets, token_offsets
 from titok.card import evaluations
 from titok.methods import open_run
-from titok.metrics import BALANCED, EXACT, Difference, paired_difference
+from titok.metrics import BALANCED, EXACT, Difference, paired_difference, transfer_verdict
 from titok.pipeline import CONFIG_FILE, Run
 from titok.version import __version__
 
@@ -138,21 +138,17 @@ class Verdict:
     task: str
     metric: str
     adapter: float
+    adapter_stderr: float
     vanilla: float
+    chance: float | None
     difference: Difference
 
     @property
     def sentence(self) -> str:
-        d = self.difference
-        interval = f"{d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
-        said = {
-            "win": f"knowledge moved: {interval} over vanilla",
-            "loss": f"worse than vanilla: {interval}",
-            "tie": f"no difference from vanilla: {interval}, the interval holds 0",
-        }[d.verdict]
+        said = transfer_verdict(self.difference, self.adapter, self.adapter_stderr, self.chance)
         return (
             f"{self.task}: {said} ({self.metric} {self.adapter:.3f} with the adapter, "
-            f"{self.vanilla:.3f} without; n {d.n})"
+            f"{self.vanilla:.3f} without; n {self.difference.n})"
         )
 
 
@@ -191,7 +187,13 @@ def verdicts(rows: list[dict[str, Any]]) -> list[Verdict]:
         )
         found.append(
             Verdict(
-                with_adapter["task"], metric, with_adapter["value"], vanilla["value"], difference
+                with_adapter["task"],
+                metric,
+                with_adapter["value"],
+                with_adapter["stderr"],
+                vanilla["value"],
+                with_adapter.get("chance"),
+                difference,
             )
         )
     return found
