@@ -32,52 +32,38 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "src" / "titok" / "data" / "bbh" / "boolean_expressions.json"
-# Llama bodies; `vocab` comes from each tokenizer. `queries`, `m` and answer length: the run of
-# the first GPU check (issue 40), small enough for one H200 in minutes.
+
+
+def llama_body(hidden: int, mlp: int, layers: int, heads: int, kv_heads: int) -> dict[str, int]:
+    return dict(
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+    )
+
+
+# Llama bodies (Llama-3.2-1B, Llama-3-8B); `vocab` comes from each tokenizer. Queries: all of
+# the bundled task's 250 examples less the 5 seeds' (answers of 256 tokens, as the first GPU run).
 SHAPES: dict[str, dict] = {
-    "tiny": {
-        "body": dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-        ),
-        "queries": 8,
-        "m": 4,
-        "answer_tokens": 8,
-        "epochs": 1,
-    },
+    "tiny": {"body": llama_body(64, 128, 2, 4, 2), "queries": 8, "m": 4, "answer_tokens": 8},
     "1b": {
-        "body": dict(
-            hidden_size=2048,
-            intermediate_size=8192,
-            num_hidden_layers=16,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            head_dim=64,
-        ),
+        "body": llama_body(2048, 8192, 16, 32, 8),
         "queries": 240,
         "m": 32,
         "answer_tokens": 256,
-        "epochs": 1,
     },
     "8b": {
-        "body": dict(
-            hidden_size=4096,
-            intermediate_size=14336,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            head_dim=128,
-        ),
+        "body": llama_body(4096, 14336, 32, 32, 8),
         "queries": 240,
         "m": 32,
         "answer_tokens": 256,
-        "epochs": 1,
     },
 }
+EPOCHS = 1  # of target training: the check times a stage, it does not need a good adapter
+
 STAGE_LINE = re.compile(r"^(\S+ \S+) INFO titok\.pipeline: (\w+): (running|done in|up to date)")
 
 
@@ -262,7 +248,7 @@ def check_shape(
         (folder / f"run-{label}.yaml").write_text(
             # random weights answer no task instance: the validity rules would drop every answer
             f"synth: {{max_answer_tokens: {shape['answer_tokens']}, validity: false, "
-            f"batch_size: {synth_batch}}}\ntrain: {{epochs: {shape['epochs']}}}\n"
+            f"batch_size: {synth_batch}}}\ntrain: {{epochs: {EPOCHS}}}\n"
         )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     peak = matmul_tflops(on, dtype)
@@ -294,7 +280,7 @@ def check_shape(
             manifest_file = run / "stages" / f"{stage}.json"
             manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
             role = "target" if stage == "train" else "source"
-            tokens, passes = stage_tokens(run, toks[role], stage, shape["epochs"])
+            tokens, passes = stage_tokens(run, toks[role], stage, EPOCHS)
             seconds = end - start
             util, memory = sampler.between(start, end)
             flops = 2 * params[role] * passes / seconds / 1e12 if passes else None

@@ -174,21 +174,36 @@ def run_demo(settings: DemoSettings) -> dict:
             "transplanted adapter": str(run.run_dir.path("adapter")),
         },
     }
-    run.run_dir.write_json(
-        "evaluation.json",
-        [
+    # each row's predictions beside it, so the report pairs adapter and vanilla rows (verdicts)
+    models = {
+        "source base": (SOURCE, None),
+        "source expert": (SOURCE, str(adapter)),
+        "target vanilla": (TARGET, None),
+        "target + TiTok": (TARGET, str(run.run_dir.path("adapter"))),
+    }
+    rows = []
+    for name, r in results.items():
+        predictions = settings.out / "eval" / name.replace(" + ", "_plus_").replace(" ", "_")
+        predictions.mkdir(parents=True, exist_ok=True)
+        (predictions / "predictions.jsonl").write_text(
+            "".join(json.dumps(p) + "\n" for p in r.predictions), encoding="utf-8"
+        )
+        model, adapter_path = models[name]
+        rows.append(
             {
                 "name": name,
+                "model": model,
+                "adapter": adapter_path,
                 "task": summary["task"],
                 "metric": r.headline,
                 "value": r.headline_value[0],
                 "stderr": r.headline_value[1],
                 "chance": summary["chance"],
                 "n": r.n,
+                "predictions": str(predictions / "predictions.jsonl"),
             }
-            for name, r in results.items()
-        ],
-    )
+        )
+    run.run_dir.write_json("evaluation.json", rows)
     summary["artifacts"]["report"] = str(build_report(run.run_dir.root))
     run_dir.write_json("demo_results.json", summary)
     run_dir.write_jsonl(
