@@ -57,8 +57,11 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
     handler = RichHandler(console=console, show_path=False, show_time=False)
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     root.addHandler(handler)
-    if log_file is not None:
+    if log_file is not None:  # a command about to work: a log of its own
         _log_to_file(root, log_file)
+        from titok.threads import warn_if_busy
+
+        warn_if_busy()
     for noisy in (
         "transformers",
         "peft",
@@ -99,8 +102,19 @@ def _main(
             "--version", callback=_print_version, is_eager=True, help="Print titok's version."
         ),
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="CPU threads for torch (default: torch's, every core; env TITOK_THREADS). "
+            "On a machine busy with other work, fewer threads than cores avoid spin-waiting.",
+        ),
+    ] = None,
 ) -> None:
     _setup_logging(quiet)
+    from titok.threads import configure_threads
+
+    configure_threads(threads)
 
 
 # `titok --help` lists the main commands first, then these panels.

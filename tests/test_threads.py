@@ -1,0 +1,55 @@
+"""Torch's threads: --threads / TITOK_THREADS set them before torch is imported; a busy machine
+is told which count fits (titok does not choose fewer by itself: results stay reproducible)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from titok import threads
+from titok.threads import choose_threads
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "requested", "expected"),
+    [
+        (2, 0.0, None, 2),  # idle: every core
+        (2, 0.4, None, 2),  # a little background work
+        (2, 1.0, None, 1),  # one CPU-bound job beside: the other core
+        (2, 3.2, None, 1),  # overloaded: still one
+        (16, 5.6, None, 10),
+        (2, 3.0, 2, 2),  # asked: wins over the load
+    ],
+)
+def test_the_fitting_count_is_the_usable_cores_the_load_leaves(cores, load, requested, expected):
+    assert choose_threads(cores, load, requested) == expected
+
+
+def test_threads_asked_for_reach_torch_before_it_is_imported():
+    code = (
+        "import sys\n"
+        "sys.argv = ['titok', '--threads', '1', 'version']\n"
+        "from titok import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "import torch\n"
+        "print('THREADS', torch.get_num_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "THREADS 1" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_busy_machine_is_told_which_count_fits(monkeypatch, caplog):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(threads.THREADS_ENV, raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "machine_load", lambda: 1.1)
+    caplog.set_level(logging.WARNING, logger="titok.threads")
+    threads.warn_if_busy()
+    assert "--threads 1 (or TITOK_THREADS=1)" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(threads, "machine_load", lambda: 0.2)
+    threads.warn_if_busy()
+    assert caplog.records == []
