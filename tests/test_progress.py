@@ -76,9 +76,12 @@ def test_a_stage_summary_is_one_line_pointing_at_the_rest():
     assert summary({"samples": 3}, "score") == "samples 3"
 
 
-def test_a_model_without_a_chat_template_is_announced_once(tiny_models, caplog):
+def test_a_model_without_a_chat_template_is_announced_once(tiny_models, caplog, monkeypatch):
     from transformers import AutoTokenizer
 
+    from titok import prompts
+
+    monkeypatch.setattr(prompts, "_told", set())  # what earlier tests in this process announced
     caplog.set_level(logging.INFO, logger="titok.prompts")
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["target"])
     for _ in range(3):
