@@ -228,6 +228,8 @@ class Run:
             )
             for work, setting in (("synth", c.synth.batch_size), ("score", c.score.batch_size))
         }
+        # every process batches alike (shared batches keep their seeds): the main one's choice
+        chosen = main_decides(chosen)
         if on_gpu:
             log.info(
                 "auto batch sizes on %s (%.1f GiB free, weights %.1f GiB): synth %d, score %d",
