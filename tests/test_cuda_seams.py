@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from titok import batching, train
-from titok.batching import free_bytes, run_with_backoff
+from titok.batching import free_memory, run_with_backoff
 from titok.precision import fast_bf16, resolve_dtype
 
 CUDA = torch.device("cuda")
@@ -37,7 +37,7 @@ def test_auto_dtype_on_a_bf16_gpu_is_bf16(a_gpu):
 
 
 def test_free_memory_on_a_gpu_is_the_drivers_figure(a_gpu):
-    assert free_bytes(CUDA) == 40 * 2**30
+    assert free_memory(CUDA) == 40 * 2**30
     a_gpu["free"] = 3
     assert batching.free_gpu_bytes(CUDA) == 3
 
@@ -56,7 +56,7 @@ def test_gradient_checkpointing_auto_reads_the_gpus_free_memory(a_gpu, monkeypat
     # the decision compares the step's peak with half the device's free memory
     model = torch.nn.Linear(2, 2)
     monkeypatch.setattr(train, "activation_bytes", lambda *a, **k: 2**30)  # peak 2.5 GiB
-    monkeypatch.setattr(train, "free_bytes", lambda device: free_bytes(CUDA))
+    monkeypatch.setattr(train, "free_memory", lambda device: free_memory(CUDA))
     a_gpu["free"] = 40 * 2**30
     assert not train.wants_checkpointing(model, rows=4, length=512, answer_tokens=64, rank=8)
     a_gpu["free"] = 4 * 2**30

@@ -106,7 +106,7 @@ def free_gpu_bytes(device: torch.device) -> int:
     return int(free)
 
 
-def free_bytes(device: torch.device) -> int:
+def free_memory(device: torch.device) -> int:
     """Memory free for work on `device` now: the GPU's, or on a CPU the machine's available."""
     if device.type == "cuda":
         return free_gpu_bytes(device)

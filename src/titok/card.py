@@ -81,16 +81,15 @@ def adapter_evaluations(root: Path) -> list[dict[str, Any]]:
     """The rows of `evaluations(root)` that measured this run's adapter, on their headline."""
     adapter = (root / "adapter").resolve()
     chosen = []
-    for row in evaluations(root):
-        if "adapter" in row:  # a `titok eval` result (evaluations() put its headline first)
-            if not row["adapter"] or Path(row["adapter"]).resolve() != adapter:
-                continue
-            metric, value = row["metric"], row["value"]
-        elif str(row.get("name", "")).startswith("target +"):  # the demo's transplanted row
-            metric, value = row["metric"], row["value"]
-        else:
-            continue
-        chosen.append({"task": row["task"], "metric": metric, "value": value, "n": row["n"]})
+    for row in evaluations(root):  # each on its headline metric (evaluations() put it first)
+        if "adapter" in row:  # a `titok eval` result, or a demo row naming its adapter
+            measured = bool(row["adapter"]) and Path(row["adapter"]).resolve() == adapter
+        else:  # an older demo's evaluation.json: its transplanted row
+            measured = str(row.get("name", "")).startswith("target +")
+        if measured:
+            chosen.append(
+                {"task": row["task"], "metric": row["metric"], "value": row["value"], "n": row["n"]}
+            )
     return chosen
 
 

@@ -654,7 +654,7 @@ def _interrupted() -> None:
     """Ctrl-C: one line saying where, and the shell's status 130 (never 0: a script or scheduler
     must not read an interrupted run as a success)."""
     pipeline = sys.modules.get("titok.pipeline")  # loaded only if a run had started
-    stage = getattr(pipeline, "current_stage", lambda: None)() if pipeline else None
+    stage = pipeline.current_stage() if pipeline else None
     where = f" at {stage}" if stage else ""
     resume = "; rerun the same command to resume" if stage else ""
     _report(f"interrupted{where}{resume}")

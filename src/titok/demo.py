@@ -22,11 +22,10 @@ from titok.data import Example, pick_seeds, read_bbh, split, write_jsonl
 from titok.evaluate import EvalResult, accuracy_stderr, evaluate_model
 from titok.finetune import train_on_examples
 from titok.methods import new_run
-from titok.metrics import paired_difference, transfer_verdict
 from titok.models import load_model, load_tokenizer
 from titok.precision import DtypeSetting, dtype_name
 from titok.prompts import prompt_format
-from titok.report import build_report
+from titok.report import build_report, verdicts
 from titok.rundir import RunDir
 from titok.tasks import resolve_task
 
@@ -132,48 +131,9 @@ def run_demo(settings: DemoSettings) -> dict:
     # One headline metric (balanced accuracy: answering one thing to everything scores chance,
     # 1/L); exact match and the majority answer's share stay in the figures.
     majority = Counter(ex.answer for ex in train).most_common(1)[0][0]
-    transplanted, vanilla = results["target + TiTok"], results["target vanilla"]
-    difference = paired_difference(
-        [float(p["correct"]) for p in transplanted.predictions],
-        [float(p["correct"]) for p in vanilla.predictions],
-        [p["target"] for p in transplanted.predictions],
-        transplanted.headline,
-    )
-    summary = {
-        "task": f"bbh:{DEMO_TASK}",
-        "train_examples": len(train),
-        "test_examples": len(test),
-        "dtype": dtype_name(run.dtype),
-        "metric": transplanted.headline,
-        "results": {
-            name: {
-                "value": r.headline_value[0],
-                "stderr": r.headline_value[1],
-                "exact_match": r.accuracy,
-                "n": r.n,
-            }
-            for name, r in results.items()
-        },
-        "chance": transplanted.metrics.get("chance", (None, 0.0))[0],
-        "majority_answer_exact_match": accuracy_stderr([ex.answer == majority for ex in test])[0],
-        "verdict": {
-            "transplant_minus_vanilla": difference.value,
-            "low": difference.low,
-            "high": difference.high,
-            "verdict": difference.verdict,
-            "sentence": transfer_verdict(
-                difference,
-                *transplanted.headline_value,
-                transplanted.metrics.get("chance", (None, 0.0))[0],
-            ),
-        },
-        "seconds": {name: round(s, 1) for name, s in timings.items()},
-        "artifacts": {
-            "source adapter": str(adapter),
-            "transplant run": str(run.run_dir.root),
-            "transplanted adapter": str(run.run_dir.path("adapter")),
-        },
-    }
+    task = f"bbh:{DEMO_TASK}"
+    transplanted = results["target + TiTok"]
+    chance = transplanted.metrics.get("chance", (None, 0.0))[0]
     # each row's predictions beside it, so the report pairs adapter and vanilla rows (verdicts)
     models = {
         "source base": (SOURCE, None),
@@ -194,16 +154,48 @@ def run_demo(settings: DemoSettings) -> dict:
                 "name": name,
                 "model": model,
                 "adapter": adapter_path,
-                "task": summary["task"],
+                "task": task,
                 "metric": r.headline,
                 "value": r.headline_value[0],
                 "stderr": r.headline_value[1],
-                "chance": summary["chance"],
+                "chance": chance,
                 "n": r.n,
                 "predictions": str(predictions / "predictions.jsonl"),
             }
         )
     run.run_dir.write_json("evaluation.json", rows)
+    verdict = next(v for v in verdicts(rows) if v.row == "target + TiTok")
+    summary = {
+        "task": task,
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "dtype": dtype_name(run.dtype),
+        "metric": transplanted.headline,
+        "results": {
+            name: {
+                "value": r.headline_value[0],
+                "stderr": r.headline_value[1],
+                "exact_match": r.accuracy,
+                "n": r.n,
+            }
+            for name, r in results.items()
+        },
+        "chance": chance,
+        "majority_answer_exact_match": accuracy_stderr([ex.answer == majority for ex in test])[0],
+        "verdict": {
+            "transplant_minus_vanilla": verdict.difference.value,
+            "low": verdict.difference.low,
+            "high": verdict.difference.high,
+            "verdict": verdict.difference.verdict,
+            "sentence": verdict.said,
+        },
+        "seconds": {name: round(s, 1) for name, s in timings.items()},
+        "artifacts": {
+            "source adapter": str(adapter),
+            "transplant run": str(run.run_dir.root),
+            "transplanted adapter": str(run.run_dir.path("adapter")),
+        },
+    }
     summary["artifacts"]["report"] = str(build_report(run.run_dir.root))
     run_dir.write_json("demo_results.json", summary)
     run_dir.write_jsonl(

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -193,22 +193,22 @@ class Run:
             return
         here = device()
 
-        def lengths() -> tuple[tuple[int, int], tuple[int, int]]:
-            """(prompt, new tokens) of the longest query request and of the longest answer; an
-            estimate for memory only: synth's own limits decide what is generated."""
+        @cache
+        def footprint() -> dict[str, int]:
+            """Bytes a sequence needs, per work: the longest query request or answer (prompt,
+            new tokens), and scoring's forward over a prompt and answer. An estimate for memory
+            only: synth's own limits decide what is generated."""
             tokenizer, seeds = self.source_tokenizer, read_seeds(c.seeds)
             examples = [len(tokenizer(f"{e.query}\n{e.answer}")["input_ids"]) for e in seeds]
             query = max(len(tokenizer(e.query)["input_ids"]) for e in seeds)
             query_new = c.synth.max_query_tokens or max(128, 2 * query)
             writing = sum(sorted(examples)[-c.synth.few_shot :]) + 64, query_new
-            return writing, (query_new + 64, c.synth.max_answer_tokens)
-
-        def sequence_bytes(work: str) -> int:
+            answering = query_new + 64, c.synth.max_answer_tokens
             shape, width = model_shape(c.source_base), self.dtype.itemsize
-            writing, answering = lengths()
-            if work == "score":  # a forward over prompt and answer, no new tokens
-                return shape.sequence_bytes(sum(answering), 0, width)
-            return max(shape.sequence_bytes(*pair, width) for pair in (writing, answering))
+            return {
+                "synth": max(shape.sequence_bytes(*pair, width) for pair in (writing, answering)),
+                "score": shape.sequence_bytes(sum(answering), 0, width),
+            }
 
         items = (
             len(read_queries(c.queries)) if c.queries else round(c.synth.pool_factor * c.select.m)
@@ -221,7 +221,7 @@ class Run:
                 setting,
                 work,
                 here,
-                sequence_bytes=lambda work=work: sequence_bytes(work),
+                sequence_bytes=lambda work=work: footprint()[work],
                 items=items,
                 resident_bytes=weights,
                 free_bytes=free,

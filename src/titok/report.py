@@ -135,6 +135,7 @@ class Verdict:
     """Did the transplant move what the task measures? The adapter against the vanilla target
     on the same examples, on the task's headline metric."""
 
+    row: str  # the evaluated adapter's row (`name`)
     task: str
     metric: str
     adapter: float
@@ -144,10 +145,14 @@ class Verdict:
     difference: Difference
 
     @property
+    def said(self) -> str:
+        """The verdict alone (`metrics.transfer_verdict`)."""
+        return transfer_verdict(self.difference, self.adapter, self.adapter_stderr, self.chance)
+
+    @property
     def sentence(self) -> str:
-        said = transfer_verdict(self.difference, self.adapter, self.adapter_stderr, self.chance)
         return (
-            f"{self.task}: {said} ({self.metric} {self.adapter:.3f} with the adapter, "
+            f"{self.task}: {self.said} ({self.metric} {self.adapter:.3f} with the adapter, "
             f"{self.vanilla:.3f} without; n {self.difference.n})"
         )
 
@@ -187,6 +192,7 @@ def verdicts(rows: list[dict[str, Any]]) -> list[Verdict]:
         )
         found.append(
             Verdict(
+                with_adapter["name"],
                 with_adapter["task"],
                 metric,
                 with_adapter["value"],

@@ -23,7 +23,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from titok.batching import free_bytes
+from titok.batching import free_memory
 from titok.config import TrainConfig
 from titok.distributed import is_main, main_decides, world_size
 from titok.errors import TitokError
@@ -432,7 +432,7 @@ def wants_checkpointing(
     half of the memory now free (the device's; on CPU the machine's), leaving the rest to other
     work (the bench runs jobs side by side)."""
     peak = PEAK_OVER_SAVED * activation_bytes(model, rows, length, answer_tokens, rank)
-    return peak > free_bytes(next(model.parameters()).device) / 2
+    return peak > free_memory(next(model.parameters()).device) / 2
 
 
 def train_lora(
