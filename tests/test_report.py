@@ -20,11 +20,25 @@ def report(tiny_models, tmp_path_factory):
         tiny_models, tmp_path_factory.mktemp("report") / "run", synth__query_prompt="auto"
     )
     run.run_all()
+    source, target = run.config.source_base, run.config.target_base
     run.run_dir.write_json(
         "evaluation.json",
         [
             {
+                "name": "source expert",
+                "model": source,
+                "adapter": "source_adapter",
+                "task": "bbh:x",
+                "metric": "exact_match",
+                "value": 0.8,
+                "stderr": 0.1,
+                "chance": 0.125,
+                "n": 20,
+            },
+            {
                 "name": "target vanilla",
+                "model": target,
+                "adapter": None,
                 "task": "bbh:x",
                 "metric": "exact_match",
                 "value": 0.25,
@@ -32,7 +46,9 @@ def report(tiny_models, tmp_path_factory):
                 "n": 20,
             },
             {
-                "name": "target + titok",
+                "name": "target + TiTok",
+                "model": target,
+                "adapter": "adapter",
                 "task": "bbh:x",
                 "metric": "exact_match",
                 "value": 0.5,
@@ -56,7 +72,19 @@ def test_report_shows_stages_samples_alignment_and_evaluation(report):
     assert 'class="group"' in html  # tiny Llama → tiny Gemma: another tokenizer, groups shown
     for stage in ("synth", "score", "select", "align", "train"):
         assert f"<td>{stage}</td>" in html
-    assert "target + titok" in html and "data:image/png;base64," in html
+    assert "target + TiTok" in html and "data:image/png;base64," in html
+    # the story first: expert, target before and after, one sentence and one chart, above stages
+    story = (
+        "On bbh:x (exact match, 20 test questions): the expert scores 0.800; the target scored "
+        "0.250 before the transplant, and scores with TiTok 0.500 (62% of the "
+        "expert). Chance: 0.125."
+    )
+    assert (
+        html.index(story)
+        < html.index('<img alt="what the expert knew')
+        < html.index("<h2>Stages</h2>")
+    )
+    assert html.count("data:image/png;base64,") == 1  # the evaluation section shows no second
     # the style `auto` chose, with every probed style's figures as a table, not a raw dict
     chosen = run.run_dir.manifest("synth")["figures"]["query_prompt"]
     assert "How the queries were written" in html and f"<td>{chosen} (chosen)</td>" in html
@@ -161,3 +189,36 @@ def test_beating_a_below_chance_vanilla_is_not_called_knowledge():
         "no difference from vanilla"
     )
     assert transfer_verdict(Difference(-0.2, -0.3, -0.1, 25), 0.3, 0.05, 0.5).startswith("worse")
+
+
+def test_the_story_needs_the_expert_and_the_target_before_and_after():
+    from titok.report import story
+
+    def row(name, model, adapter, value, task="facts:0"):
+        return {
+            "name": name,
+            "model": model,
+            "adapter": adapter,
+            "task": task,
+            "n": 40,
+            "metric": "exact_match",
+            "value": value,
+            "stderr": 0.05,
+            "chance": 0.125,
+        }
+
+    expert = row("source expert", "src", "a", 0.8)
+    before = row("target vanilla", "tgt", None, 0.0)
+    after = [row("target + TiTok", "tgt", "b", 0.72), row("target + KD", "tgt", "c", 0.4)]
+    told = story([row("source base", "src", None, 0.0), expert, before, *after], "src", "tgt")
+    assert told.rows == [expert, before, *after]
+    assert told.sentence == (
+        "On facts:0 (exact match, 40 test questions): the expert scores 0.800; the target "
+        "scored 0.000 before the transplant, and scores with TiTok 0.720 (90% of the expert); "
+        "with KD 0.400 (50% of the expert). Chance: 0.125."
+    )
+    assert story([before, *after], "src", "tgt") is None  # no expert: nothing to compare with
+    assert story([expert, *after], "src", "tgt") is None  # no target before the transplant
+    assert story([expert, before], "src", "tgt") is None  # no transplant
+    # rows of another task do not mix in
+    assert story([expert, row("v", "tgt", None, 0.1, task="bbh:x"), *after], "src", "tgt") is None

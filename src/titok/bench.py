@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peft import PeftModel
-
 from titok.bench_report import BASE_COLUMNS, render
 from titok.config import (
     PAPER_SELECTION,
@@ -37,12 +35,10 @@ from titok.config import (
 )
 from titok.data import Example, jsonl_text, pick_seeds
 from titok.errors import ConfigError, did_you_mean
-from titok.evaluate import evaluate_model
+from titok.evaluation_run import evaluate_on
 from titok.finetune import train_on_examples
 from titok.methods import get_method, new_run
-from titok.models import load_model, load_tokenizer
 from titok.precision import DtypeSetting, fingerprint_part, resolved_name
-from titok.prompts import prompt_format
 from titok.provenance import git_commit
 from titok.rundir import RunDir, fingerprint, launch_lock
 from titok.tasks import bbh_task_names, resolve_task
@@ -408,17 +404,15 @@ class Bench:
         def evaluate(
             model_spec: str, adapter: Callable[[], Path] | None, column: str
         ) -> dict[str, Any]:
-            tokenizer = load_tokenizer(model_spec)
-            fmt = prompt_format(tokenizer, model_spec)
-            model = load_model(model_spec, dtype=s.dtype)
-            if adapter is not None:
-                model = PeftModel.from_pretrained(model, str(adapter())).eval()
-            work = folder / "eval" / slug(column)
-            result = evaluate_model(
-                model, tokenizer, fmt, task, test, work, max_new_tokens=s.max_new_tokens
+            result = evaluate_on(
+                model_spec,
+                adapter() if adapter is not None else None,
+                task,
+                test,
+                folder / "eval" / slug(column),
+                dtype=s.dtype,
+                max_new_tokens=s.max_new_tokens,
             )
-            with open(work / "predictions.jsonl", "w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(p) + "\n" for p in result.predictions)
             value, stderr = result.headline_value
             return {
                 "value": value,

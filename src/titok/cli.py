@@ -574,7 +574,18 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes its artifacts.")] = Path(
         "runs/demo"
     ),
-    m: Annotated[int, typer.Option(help="Synthetic samples kept (pool = 2 × m).")] = 40,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="The task: facts:<seed>[:<people>] moves knowledge with TiTok and KD from the "
+            "training questions; another (bbh:boolean_expressions) runs TiTok data-free from 5 "
+            "seeds."
+        ),
+    ] = "facts:0:10",
+    m: Annotated[
+        int | None,
+        typer.Option(help="Samples kept (default: one per fact; 40 for a data-free task)."),
+    ] = None,
     k: Annotated[float, typer.Option(help="Share of tokens kept per sample.")] = 0.7,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     limit: Annotated[
@@ -582,13 +593,13 @@ def demo(
     ] = None,
     dtype: DtypeOption = "auto",
 ) -> None:
-    """Train a source LoRA on SmolLM2, transplant it to Gemma-3 with TiTok, evaluate all four."""
+    """Train a source LoRA on SmolLM2, move it to Gemma-3 with TiTok and KD, evaluate every row."""
     from titok.demo import DemoSettings, format_summary, run_demo
     from titok.precision import dtype_setting
 
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "demo.log")
     settings = DemoSettings(
-        out=out, m=m, k=k, seed=seed, test_limit=limit, dtype=dtype_setting(dtype)
+        out=out, task=task, m=m, k=k, seed=seed, test_limit=limit, dtype=dtype_setting(dtype)
     )
     summary = run_demo(settings)
     print(format_summary(summary))

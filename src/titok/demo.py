@@ -1,236 +1,403 @@
 """`titok demo`: the whole story on the bundled models, on CPU, in one command.
 
-1. train a source LoRA on SmolLM2-135M on 90% of a BBH task shipped in the package;
-2. transplant it to Gemma-3-270M with TiTok from 5 seeds of that 90%;
-3. evaluate source base, source expert, target vanilla and target + transplant on the other 10%.
+The default is a knowledge transfer a newcomer can check (`facts`, docs/facts.md): a knowledge
+base of invented people that no pretrained model knows.
+
+1. train a source LoRA on SmolLM2-135M-Instruct on the knowledge base's training questions;
+2. transplant it to Gemma-3-270M (another family, size and tokenizer) with TiTok and with KD,
+   from the same training questions without their answers (`--queries`: a user's query logs);
+   the expert answers them, and the two methods share that pool;
+3. evaluate source base, source expert, target vanilla and the target with each transplant on
+   the same facts asked in words no training question used, and compare TiTok with KD on the
+   same questions (paired bootstrap).
+
+`titok demo --task bbh:boolean_expressions` is the data-free demo on a BBH task: TiTok alone,
+from 5 seeds (the answer format and prior arrive there, not knowledge: its verdict says so).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-from collections import Counter
-from dataclasses import dataclass
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from peft import PeftModel
-
 from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig
-from titok.data import Example, pick_seeds, read_bbh, split, write_jsonl
-from titok.evaluate import EvalResult, accuracy_stderr, evaluate_model
+from titok.data import Example, pick_seeds, write_jsonl
+from titok.errors import ConfigError
+from titok.evaluate import EvalResult
+from titok.evaluation_run import evaluate_on
 from titok.finetune import train_on_examples
 from titok.methods import new_run
-from titok.models import load_model, load_tokenizer
+from titok.metrics import BALANCED, EXACT, Difference, paired_difference
+from titok.models import BUNDLED
 from titok.precision import DtypeSetting, dtype_name
-from titok.prompts import prompt_format
 from titok.report import build_report, verdicts
 from titok.rundir import RunDir
-from titok.tasks import resolve_task
+from titok.tasks import TaskSpec, resolve_task
 
 log = logging.getLogger(__name__)
 
-DEMO_TASK = "boolean_expressions"
 SOURCE = "smollm2-135m"
 TARGET = "gemma3-270m"
+# 10 invented people × 4 attributes: 40 facts, 120 training questions, 40 test questions.
+KNOWLEDGE_TASK = "facts:0:10"
+BBH_TASK = "bbh:boolean_expressions"
+METHOD_LABELS = {"titok": "TiTok", "kd": "KD"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the demo runs one kind of task."""
+
+    methods: tuple[str, ...]  # the transplant methods compared, the first one titok
+    external_queries: bool  # the expert answers the training questions (else writes queries)
+    source_train: TrainConfig  # the user's adapter
+    synth: SynthConfig
+    train: TrainConfig  # the target LoRA (every method alike)
+    m: int | None  # samples kept; None: one per test question (a fact each)
+    test_share: float  # for tasks without their own split
+    caption: str  # what the demo shows on this kind of task
+
+
+KNOWLEDGE = Recipe(
+    methods=("titok", "kd"),
+    external_queries=True,
+    # every linear layer: a LoRA on the attention alone learns the answer format, not the facts
+    source_train=TrainConfig(
+        r=16, alpha=32, lr=1e-3, epochs=6, batch_size=8, target_modules="all-linear"
+    ),
+    # titok's defaults: the expert answers the questions; the target LoRA from titok's preset
+    # for this 268M target (`train.preset: auto` → small: r 16, lr 1e-3, 6 epochs)
+    synth=SynthConfig(),
+    train=TrainConfig(),
+    m=None,
+    test_share=0.0,
+    caption="knowledge: facts no pretrained model has seen, asked in unseen words",
+)
+# A gentle adapter (attention only, one epoch): it learns the task (0.32 -> 0.56 measured on the
+# 10% split) and keeps enough of the base model's general ability to write queries.
+DATA_FREE = Recipe(
+    methods=("titok",),
+    external_queries=False,
+    source_train=TrainConfig(r=8, alpha=16, lr=5e-4, epochs=1, batch_size=8, target_modules=None),
+    # Rigid format (SPEC §2.1 names boolean_expressions): ROUGE filtering starves generation.
+    # Query writing is titok's default (`auto`, validity rules): the 135M expert answers
+    # every chat turn with the task's answer; the probe picks completing a seed's opening.
+    synth=SynthConfig(diversity_filter="dedup", max_query_tokens=40, max_answer_tokens=16),
+    # A few dozen samples on a small model: a higher learning rate than the paper's 5e-5.
+    train=TrainConfig(r=16, alpha=32, lr=1e-3, epochs=3, batch_size=4),
+    m=40,
+    test_share=0.1,
+    caption="data-free, from 5 seeds: the answer format and prior arrive, not knowledge",
+)
+
+
+def recipe_for(task: TaskSpec) -> Recipe:
+    return KNOWLEDGE if task.family == "facts" else DATA_FREE
 
 
 @dataclass(frozen=True)
 class DemoSettings:
     out: Path
-    m: int = 40
+    task: str = KNOWLEDGE_TASK
+    m: int | None = None  # None: the recipe's
     k: float = 0.7
     seed: int = 0
     test_limit: int | None = None
     dtype: DtypeSetting = "auto"
 
 
-def demo_task_file() -> Path:
-    return Path(str(resources.files("titok") / "data" / "bbh" / f"{DEMO_TASK}.json"))
+@dataclass
+class Row:
+    """One line of the demo's table: a model (with an adapter or not) on the test questions."""
+
+    name: str
+    model: str
+    adapter: Path | None
+    result: EvalResult | None = None
+    folder: Path = field(default_factory=Path)
 
 
-# A gentle adapter (attention only, one epoch): it learns the task (0.32 -> 0.56 measured on the
-# 10% split) and keeps enough of the base model's general ability to write queries.
-SOURCE_TRAIN = TrainConfig(r=8, alpha=16, lr=5e-4, epochs=1, batch_size=8, target_modules=None)
+def row_folder(out: Path, name: str) -> Path:
+    return out / "eval" / name.replace(" + ", "_plus_").replace(" ", "_")
 
 
-def train_source_adapter(
-    run_dir: RunDir, train: list[Example], seed: int, dtype: DtypeSetting = "auto"
-) -> Path:
-    """The user's adapter in a real workflow: a LoRA on the source base trained on the task."""
-    folder = run_dir.path("source_adapter")
-    return train_on_examples(SOURCE, train, SOURCE_TRAIN, seed, folder, dtype)
-
-
-def transplant_config(settings: DemoSettings, adapter: Path, seeds: Path) -> TransplantConfig:
+def transplant_config(
+    settings: DemoSettings, recipe: Recipe, method: str, adapter: Path, files: dict
+) -> TransplantConfig:
     return TransplantConfig(
+        method=method,
         source_base=SOURCE,
         source_adapter=str(adapter),
         target_base=TARGET,
-        seeds=str(seeds),
+        seeds=str(files["seeds"]),
+        queries=str(files["queries"]) if recipe.external_queries else None,
         seed=settings.seed,
         dtype=settings.dtype,
-        # Rigid format (SPEC §2.1 names boolean_expressions): ROUGE filtering starves generation.
-        # Query writing is titok's default (`auto`, validity rules): the 135M expert answers
-        # every chat turn with the task's answer; the probe picks completing a seed's opening.
-        synth=SynthConfig(diversity_filter="dedup", max_query_tokens=40, max_answer_tokens=16),
-        select=SelectConfig(m=settings.m, k=settings.k),
-        # A few dozen samples on a small model: a higher learning rate than the paper's 5e-5.
-        train=TrainConfig(r=16, alpha=32, lr=1e-3, epochs=3, batch_size=4),
+        synth=recipe.synth,
+        select=SelectConfig(m=settings.m or recipe.m or files["m"], k=settings.k),
+        train=recipe.train,
     )
 
 
-def evaluate_rows(
-    settings: DemoSettings, adapter: Path, transplanted: Path, test: list[Example]
-) -> dict[str, EvalResult]:
-    task = resolve_task(str(demo_task_file()))
-    results: dict[str, EvalResult] = {}
-    for model_name, adapter_dir, rows in (
-        (SOURCE, adapter, ("source base", "source expert")),
-        (TARGET, transplanted, ("target vanilla", "target + TiTok")),
-    ):
-        tokenizer = load_tokenizer(model_name)
-        fmt = prompt_format(tokenizer, model_name)
-        model = load_model(model_name, dtype=settings.dtype)
-        work = settings.out / "eval"
-        log.info("evaluating %s", rows[0])
-        results[rows[0]] = evaluate_model(
-            model, tokenizer, fmt, task, test, work / rows[0].replace(" ", "_")
-        )
-        tuned = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
-        log.info("evaluating %s", rows[1])
-        results[rows[1]] = evaluate_model(
-            tuned, tokenizer, fmt, task, test, work / rows[1].replace(" ", "_").replace("+", "plus")
-        )
-    return results
-
-
 def run_demo(settings: DemoSettings) -> dict:
+    began = time.perf_counter()
+    task = resolve_task(settings.task)
+    recipe = recipe_for(task)
+    if settings.m is not None and settings.m < 1:
+        raise ConfigError(f"--m {settings.m}: keep at least one sample")
     timings: dict[str, float] = {}
     run_dir = RunDir(settings.out).create()
-    examples = read_bbh(demo_task_file())
-    train, test = split(examples, 0.1, settings.seed)
-    if settings.test_limit:
-        test = test[: settings.test_limit]
-    seeds_file = run_dir.path("seeds.jsonl")
-    write_jsonl(seeds_file, pick_seeds(train, 5, settings.seed))
+    train, test = task.split(recipe.test_share, settings.seed)
+    facts = len(test)  # facts: one test question per fact, and one kept sample per fact
+    test = test[: settings.test_limit] if settings.test_limit else test
+    files = {"seeds": run_dir.path("seeds.jsonl"), "queries": run_dir.path("queries.jsonl")}
+    write_jsonl(files["seeds"], pick_seeds(train, 5, settings.seed))
+    if recipe.external_queries:  # the training questions without answers: a user's query logs
+        run_dir.write_jsonl("queries.jsonl", [{"query": e.query} for e in train])
 
+    started, before = time.perf_counter(), run_dir.manifest("source_adapter")
+    adapter = train_on_examples(
+        SOURCE,
+        train,
+        recipe.source_train,
+        settings.seed,
+        run_dir.path("source_adapter"),
+        settings.dtype,
+    )
+    trained = run_dir.manifest("source_adapter") != before  # else finished by an earlier run
+    timings["source LoRA"] = time.perf_counter() - started if trained else 0.0
+
+    runs = {}
+    for method in recipe.methods:
+        config = transplant_config(settings, recipe, method, adapter, {**files, "m": facts})
+        run = new_run(config, settings.out / method)
+        run.save_config()
+        siblings = [settings.out / other for other in recipe.methods if other != method]
+        run.run_all_sharing(lambda s=siblings: [p for p in s if p.is_dir()], run_dir.path(".locks"))
+        timings.update({f"{method}: {k}": v for k, v in run.timings.items()})
+        runs[method] = run
+
+    rows = [
+        Row("source base", SOURCE, None),
+        Row("source expert", SOURCE, adapter),
+        Row("target vanilla", TARGET, None),
+    ] + [
+        Row(f"target + {METHOD_LABELS.get(m, m)}", TARGET, runs[m].run_dir.path("adapter"))
+        for m in recipe.methods
+    ]
     started = time.perf_counter()
-    adapter = train_source_adapter(run_dir, train, settings.seed, settings.dtype)
-    timings["source LoRA"] = time.perf_counter() - started
-
-    run = new_run(transplant_config(settings, adapter, seeds_file), settings.out / "transplant")
-    run.save_config()
-    run.run_all()
-    timings.update({f"transplant: {k}": v for k, v in run.timings.items()})
-
-    started = time.perf_counter()
-    results = evaluate_rows(settings, adapter, run.run_dir.path("adapter"), test)
+    for row in rows:
+        log.info("evaluating %s", row.name)
+        row.folder = row_folder(settings.out, row.name)
+        row.result = evaluate_on(
+            row.model, row.adapter, task, test, row.folder, dtype=settings.dtype
+        )
     timings["evaluation"] = time.perf_counter() - started
-    # One headline metric (balanced accuracy: answering one thing to everything scores chance,
-    # 1/L); exact match and the majority answer's share stay in the figures.
-    majority = Counter(ex.answer for ex in train).most_common(1)[0][0]
-    task = f"bbh:{DEMO_TASK}"
-    transplanted = results["target + TiTok"]
-    chance = transplanted.metrics.get("chance", (None, 0.0))[0]
-    # each row's predictions beside it, so the report pairs adapter and vanilla rows (verdicts)
-    models = {
-        "source base": (SOURCE, None),
-        "source expert": (SOURCE, str(adapter)),
-        "target vanilla": (TARGET, None),
-        "target + TiTok": (TARGET, str(run.run_dir.path("adapter"))),
-    }
-    rows = []
-    for name, r in results.items():
-        predictions = settings.out / "eval" / name.replace(" + ", "_plus_").replace(" ", "_")
-        predictions.mkdir(parents=True, exist_ok=True)
-        (predictions / "predictions.jsonl").write_text(
-            "".join(json.dumps(p) + "\n" for p in r.predictions), encoding="utf-8"
-        )
-        model, adapter_path = models[name]
-        rows.append(
-            {
-                "name": name,
-                "model": model,
-                "adapter": adapter_path,
-                "task": task,
-                "metric": r.headline,
-                "value": r.headline_value[0],
-                "stderr": r.headline_value[1],
-                "chance": chance,
-                "n": r.n,
-                "predictions": str(predictions / "predictions.jsonl"),
-            }
-        )
-    run.run_dir.write_json("evaluation.json", rows)
-    verdict = next(v for v in verdicts(rows) if v.row == "target + TiTok")
-    summary = {
-        "task": task,
-        "train_examples": len(train),
-        "test_examples": len(test),
-        "dtype": dtype_name(run.dtype),
-        "metric": transplanted.headline,
-        "results": {
-            name: {
-                "value": r.headline_value[0],
-                "stderr": r.headline_value[1],
-                "exact_match": r.accuracy,
-                "n": r.n,
-            }
-            for name, r in results.items()
-        },
-        "chance": chance,
-        "majority_answer_exact_match": accuracy_stderr([ex.answer == majority for ex in test])[0],
-        "verdict": {
-            "transplant_minus_vanilla": verdict.difference.value,
-            "low": verdict.difference.low,
-            "high": verdict.difference.high,
-            "verdict": verdict.difference.verdict,
-            "sentence": verdict.said,
-        },
-        "seconds": {name: round(s, 1) for name, s in timings.items()},
-        "artifacts": {
-            "source adapter": str(adapter),
-            "transplant run": str(run.run_dir.root),
-            "transplanted adapter": str(run.run_dir.path("adapter")),
-        },
-    }
-    summary["artifacts"]["report"] = str(build_report(run.run_dir.root))
+    summary = summarise(settings, task, recipe, train, test, rows, runs, timings)
+    summary["wall_seconds"] = round(time.perf_counter() - began, 1)
     run_dir.write_json("demo_results.json", summary)
     run_dir.write_jsonl(
         "demo_predictions.jsonl",
-        [{"row": name, **p} for name, r in results.items() for p in r.predictions],
+        [{"row": row.name, **p} for row in rows for p in row.result.predictions],
     )
     return summary
 
 
+def evaluation_rows(task: TaskSpec, rows: list[Row]) -> list[dict]:
+    """The table as `evaluation.json` rows: the report and the model card read them."""
+    out = []
+    for row in rows:
+        value, stderr = row.result.headline_value
+        out.append(
+            {
+                "name": row.name,
+                "model": row.model,
+                "adapter": str(row.adapter) if row.adapter else None,
+                "task": task.name,
+                "metric": row.result.headline,
+                "value": value,
+                "stderr": stderr,
+                "chance": row.result.metrics.get("chance", (None, 0.0))[0],
+                "n": row.result.n,
+                "predictions": str(row.folder / "predictions.jsonl"),
+            }
+        )
+    return out
+
+
+def method_difference(a: Row, b: Row) -> Difference:
+    """A − B on the headline metric, paired by test question (95% bootstrap)."""
+    metric = a.result.headline
+    return paired_difference(
+        [float(p["correct"]) for p in a.result.predictions],
+        [float(p["correct"]) for p in b.result.predictions],
+        [p["target"] for p in a.result.predictions],
+        BALANCED if metric == BALANCED else EXACT,
+    )
+
+
+def summarise(
+    settings: DemoSettings,
+    task: TaskSpec,
+    recipe: Recipe,
+    train: list[Example],
+    test: list[Example],
+    rows: list[Row],
+    runs: dict,
+    timings: dict[str, float],
+) -> dict:
+    table = evaluation_rows(task, rows)
+    for run in runs.values():  # each transplant's report shows the whole table
+        run.run_dir.write_json("evaluation.json", table)
+    by_name = {row.name: row for row in rows}
+    said = {v.row: v for v in verdicts(table)}
+    expert = by_name["source expert"].result.headline_value[0]
+    first = runs[recipe.methods[0]]
+    summary: dict = {
+        "task": task.name,
+        "caption": recipe.caption,
+        "source": BUNDLED[SOURCE].upstream.split("/")[-1],
+        "target": BUNDLED[TARGET].upstream.split("/")[-1],
+        "queries": "the training questions without answers" if recipe.external_queries else None,
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "seed": settings.seed,
+        "dtype": dtype_name(first.dtype),
+        "metric": table[0]["metric"],
+        "chance": table[0]["chance"],
+        "results": {
+            r["name"]: {
+                "value": r["value"],
+                "stderr": r["stderr"],
+                "exact_match": by_name[r["name"]].result.accuracy,
+                "share_of_expert": (
+                    r["value"] / expert if expert and r["model"] == TARGET else None
+                ),
+                "n": r["n"],
+            }
+            for r in table
+        },
+        "verdicts": {
+            name: {
+                "minus_vanilla": v.difference.value,
+                "low": v.difference.low,
+                "high": v.difference.high,
+                "verdict": v.difference.verdict,
+                "sentence": v.said,
+            }
+            for name, v in said.items()
+            if by_name[name].model == TARGET  # the expert's is its own training, not a transplant
+        },
+    }
+    labels = [f"target + {METHOD_LABELS.get(m, m)}" for m in recipe.methods]
+    if len(labels) > 1:  # TiTok against each other method, on the same questions
+        summary["comparisons"] = {
+            f"{_method(labels[0])} − {_method(other)}": _difference_dict(
+                method_difference(by_name[labels[0]], by_name[other])
+            )
+            for other in labels[1:]
+        }
+    summary["seconds"] = {name: round(s, 1) for name, s in timings.items()}
+    summary["artifacts"] = {
+        "source adapter": str(by_name["source expert"].adapter),
+        **{
+            f"{METHOD_LABELS.get(m, m)} adapter": str(runs[m].run_dir.path("adapter")) for m in runs
+        },
+        "report": str(build_report(first.run_dir.root)),
+        "export (base + LoRA merged)": (
+            f"titok export --run {first.run_dir.root} --merged {settings.out / 'merged'}"
+        ),
+    }
+    return summary
+
+
+def _method(row_name: str) -> str:
+    return row_name.removeprefix("target + ")
+
+
+def _difference_dict(difference: Difference) -> dict:
+    return {
+        "value": difference.value,
+        "low": difference.low,
+        "high": difference.high,
+        "verdict": difference.verdict,
+        "n": difference.n,
+    }
+
+
+def interval(value: float, stderr: float) -> str:
+    """value [low, high]: a normal 95% interval, clipped to [0, 1]."""
+    low, high = max(0.0, value - 1.96 * stderr), min(1.0, value + 1.96 * stderr)
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def format_summary(summary: dict) -> str:
+    queries = f", from {summary['queries']}" if summary.get("queries") else ""
     lines = [
-        f"titok demo: {summary['task']}, {summary['train_examples']} train / "
-        f"{summary['test_examples']} test examples, zero-shot greedy, "
-        f"{summary.get('dtype', 'float32')}",
+        f"titok demo: {summary['task']} ({summary['caption']})",
+        f"{summary['source']} + LoRA → {summary['target']}{queries}; "
+        f"{summary['train_examples']} training / {summary['test_examples']} test questions, "
+        f"greedy, {summary['dtype']}, seed {summary['seed']}",
         "",
-        f"{'model':<20} {summary['metric']:>18} {'± stderr':>9} {'exact match':>12}",
+        f"{'model':<18} {summary['metric'] + ' [95% interval]':>30} {'of the expert':>14}",
     ]
     for name, r in summary["results"].items():
-        lines.append(
-            f"{name:<20} {r['value']:>18.3f} {r['stderr']:>9.3f} {r['exact_match']:>12.3f}"
-        )
+        share = r.get("share_of_expert")
+        shown = f"{share:.0%}" if share is not None and math.isfinite(share) else ""
+        lines.append(f"{name:<18} {interval(r['value'], r['stderr']):>30} {shown:>14}")
     if summary.get("chance") is not None:
+        lines.append(f"{'chance':<18} {summary['chance']:>30.3f}   (one answer to everything)")
+    lines.append("")
+    for name, difference in summary.get("comparisons", {}).items():
         lines.append(
-            f"{'chance':<20} {summary['chance']:>18.3f} {'':>9} "
-            f"{summary['majority_answer_exact_match']:>12.3f}   (one answer to everything)"
+            f"{name} (paired by question, 95% bootstrap): {difference['value']:+.3f} "
+            f"[{difference['low']:+.3f}, {difference['high']:+.3f}]: {_read(difference)}"
         )
-    lines += [
-        "",
-        f"target + TiTok against target vanilla (95% paired bootstrap): "
-        f"{summary['verdict']['sentence']}",
-    ]
+    for name, verdict in summary["verdicts"].items():
+        lines.append(f"{name} against target vanilla: {verdict['sentence']}")
+    ran = {name: s for name, s in summary["seconds"].items() if s > 0}
     lines += ["", "time per stage (s):"]
-    lines += [f"  {name:<22} {s:>7.1f}" for name, s in summary["seconds"].items()]
+    lines += [f"  {name:<24} {s:>7.1f}" for name, s in ran.items()]
+    if "wall_seconds" in summary:
+        lines.append(f"  {'the whole demo':<24} {summary['wall_seconds']:>7.1f}")
+    reused = [name for name in summary["seconds"] if name not in ran]
+    if reused:  # finished by an earlier demo run, or shared with the other method's run
+        lines.append(f"  reused: {', '.join(reused)}")
     lines += ["", "artifacts:"] + [f"  {k}: {v}" for k, v in summary["artifacts"].items()]
     return "\n".join(lines)
+
+
+def _read(difference: dict) -> str:
+    if difference["verdict"] == "tie":
+        return "no difference (the interval holds 0)"
+    return "TiTok ahead" if difference["verdict"] == "win" else "TiTok behind"
+
+
+def markdown_table(summary: dict) -> str:
+    """The demo's table as the README shows it (a test keeps the README's equal to this, built
+    from the committed result in results/demo)."""
+    metric = summary["metric"].replace("_", " ")
+    lines = [
+        f"| model | {metric} [95% interval] | of the expert's |",
+        "|---|---:|---:|",
+    ]
+    for name, r in summary["results"].items():
+        share = r.get("share_of_expert")
+        shown = f"{share:.0%}" if share is not None else ""
+        lines.append(f"| {name} | {interval(r['value'], r['stderr'])} | {shown} |")
+    if summary.get("chance") is not None:
+        lines.append(f"| chance (one answer to everything) | {summary['chance']:.3f} | |")
+    for name, d in summary.get("comparisons", {}).items():
+        star = "*" if d["verdict"] != "tie" else ""
+        lines.append(
+            f"| **{name}**, paired by question | **{d['value']:+.3f} "
+            f"[{d['low']:+.3f}, {d['high']:+.3f}]{star}** | |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def summary_json(summary: dict) -> str:

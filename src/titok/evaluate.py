@@ -60,6 +60,8 @@ class EvalResult:
     # The metric a constant answer cannot win: balanced_accuracy (closed answers), else the
     # harness's first metric (exact_match, with rougeL beside it).
     headline: str = "exact_match"
+    dtype: str = ""  # the evaluated model's, when known
+    prompt: str = ""  # how it was prompted (PromptFormat.describe)
 
     @property
     def headline_value(self) -> tuple[float, float]:

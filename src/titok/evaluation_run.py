@@ -8,13 +8,14 @@ from pathlib import Path
 
 from peft import PeftModel
 
+from titok.data import Example
 from titok.distributed import is_main
 from titok.errors import ConfigError
 from titok.evaluate import EvalResult, evaluate_model
 from titok.models import adapter_dir, load_model, load_tokenizer
 from titok.precision import DtypeSetting, dtype_name
 from titok.prompts import prompt_format
-from titok.tasks import resolve_task
+from titok.tasks import TaskSpec, resolve_task
 
 SPLITS = ("test", "train", "all")
 
@@ -39,6 +40,43 @@ def run_eval(
     folder = (
         out or Path("runs") / "eval" / f"{task.name.replace(':', '_')}-{split}-{int(time.time())}"
     )
+    result = evaluate_on(
+        model_spec, adapter, task, examples, folder, dtype=dtype, max_new_tokens=max_new_tokens
+    )
+    if not is_main():  # every process holds the gathered result; one writes it
+        return result, folder
+    summary = {
+        "model": model_spec,
+        "adapter": str(adapter) if adapter else None,
+        "task": task.name,
+        "split": split,
+        "seed": seed,
+        "dtype": result.dtype,
+        "n": result.n,
+        "metric": result.metric,
+        "value": result.accuracy,
+        "stderr": result.stderr,
+        "prompt": result.prompt,
+        "headline": result.headline,
+        "metrics": {name: {"value": v, "stderr": e} for name, (v, e) in result.metrics.items()},
+    }
+    (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return result, folder
+
+
+def evaluate_on(
+    model_spec: str,
+    adapter: str | Path | None,
+    task: TaskSpec,
+    examples: list[Example],
+    folder: Path,
+    *,
+    dtype: DtypeSetting = "auto",
+    max_new_tokens: int = 32,
+) -> EvalResult:
+    """`model_spec` (with `adapter`, a PEFT directory or Hub id, when given) on `examples` of
+    `task`; its per-example predictions written to `folder`/predictions.jsonl (by the main
+    process). The one way `titok eval`, the demo and the bench evaluate a model."""
     tokenizer = load_tokenizer(model_spec)
     fmt = prompt_format(tokenizer, model_spec)
     model = load_model(model_spec, dtype=dtype)
@@ -47,26 +85,9 @@ def run_eval(
     result = evaluate_model(
         model, tokenizer, fmt, task, examples, folder, max_new_tokens=max_new_tokens
     )
-    if not is_main():  # every process holds the gathered result; one writes it
-        return result, folder
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "predictions.jsonl", "w", encoding="utf-8") as handle:
-        for prediction in result.predictions:
-            handle.write(json.dumps(prediction) + "\n")
-    summary = {
-        "model": model_spec,
-        "adapter": str(adapter) if adapter else None,
-        "task": task.name,
-        "split": split,
-        "seed": seed,
-        "dtype": dtype_name(model.dtype),
-        "n": result.n,
-        "metric": result.metric,
-        "value": result.accuracy,
-        "stderr": result.stderr,
-        "prompt": fmt.describe(),
-        "headline": result.headline,
-        "metrics": {name: {"value": v, "stderr": e} for name, (v, e) in result.metrics.items()},
-    }
-    (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return result, folder
+    result.dtype, result.prompt = dtype_name(model.dtype), fmt.describe()
+    if is_main():
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "predictions.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(p) + "\n" for p in result.predictions)
+    return result

@@ -211,8 +211,57 @@ def _predictions(file: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
 
-def chart(rows: list[dict[str, Any]]) -> str:
-    """A bar chart of the evaluation rows as a base64 PNG (inline in the page)."""
+@dataclass(frozen=True)
+class Story:
+    """What a newcomer asks first: what the expert knew, what the target knew before, and what
+    it knows after each transplant, on the same test questions."""
+
+    sentence: str
+    rows: list[dict[str, Any]]  # expert, target before, target after each transplant
+
+
+def story(rows: list[dict[str, Any]], source_base: str, target_base: str) -> Story | None:
+    """The story of the evaluation rows, when they hold the expert (the source base with an
+    adapter), the target base without one and with at least one, all on one task."""
+    for task in dict.fromkeys(r["task"] for r in rows):
+        on_task = [r for r in rows if r["task"] == task]
+        expert = next(
+            (r for r in on_task if r.get("model") == source_base and r.get("adapter")), None
+        )
+        before = next(
+            (r for r in on_task if r.get("model") == target_base and not r.get("adapter")), None
+        )
+        after = [r for r in on_task if r.get("model") == target_base and r.get("adapter")]
+        if expert is None or before is None or not after:
+            continue
+        metric = expert["metric"].replace("_", " ")
+
+        afters = "; ".join(
+            f"with {_transplant_name(r)} {r['value']:.3f}" + _share(r["value"], expert["value"])
+            for r in after
+        )
+        chance = f" Chance: {expert['chance']:.3f}." if expert.get("chance") else ""
+        sentence = (
+            f"On {task} ({metric}, {expert['n']} test questions): the expert scores "
+            f"{expert['value']:.3f}; the target scored {before['value']:.3f} before the "
+            f"transplant, and scores {afters}.{chance}"
+        )
+        return Story(sentence, [expert, before, *after])
+    return None
+
+
+def _share(value: float, expert: float) -> str:
+    return f" ({value / expert:.0%} of the expert)" if expert else ""
+
+
+def _transplant_name(row: dict[str, Any]) -> str:
+    """'TiTok' for the demo's 'target + TiTok'; a `titok eval` row's own name otherwise."""
+    return row["name"].split(" + ", 1)[1] if row["name"].startswith("target + ") else row["name"]
+
+
+def chart(rows: list[dict[str, Any]], small: bool = False) -> str:
+    """A bar chart of the evaluation rows as a base64 PNG (inline in the page); `small`: the
+    story's, the rows named without their task."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,9 +269,16 @@ def chart(rows: list[dict[str, Any]]) -> str:
 
     # baselines (the demo's majority answer, a task's chance) are lines, not bars beside models
     bars = [r for r in rows if r["name"] != "majority answer"]
-    figure, axes = plt.subplots(figsize=(7, 0.5 + 0.45 * len(bars)))
-    names = [f"{r['name']} ({r['task']})" for r in bars][::-1]
-    axes.barh(names, [r["value"] for r in bars][::-1], xerr=[r["stderr"] for r in bars][::-1])
+    figure, axes = plt.subplots(figsize=(5 if small else 7, 0.6 + 0.4 * len(bars)))
+    names = [r["name"] if small else f"{r['name']} ({r['task']})" for r in bars][::-1]
+    # the story's: the expert and the target before in greys, the transplants in colour
+    colours = ["#8c8c8c", "#c4c4c4"] + ["#1a4fd6"] * (len(bars) - 2) if small else None
+    axes.barh(
+        names,
+        [r["value"] for r in bars][::-1],
+        xerr=[r["stderr"] for r in bars][::-1],
+        color=colours[::-1] if colours else None,
+    )
     lines = {f"chance {r['chance']:.2f}": r["chance"] for r in rows if r.get("chance")}
     lines.update({f"{r['name']} {r['value']:.2f}": r["value"] for r in rows if r not in bars})
     for (label, value), style in zip(lines.items(), ("--", ":", "-.", "--"), strict=False):
@@ -254,6 +310,7 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Path:
     )
     kept = {s["id"] for s in shown}
     evals = evaluations(root)
+    told = story(evals, run.config.source_base, run.config.target_base)
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     environment.filters["shade"] = lambda value: shade(value, scale)
     template = resources.files("titok").joinpath("templates/report.html.j2").read_text()
@@ -271,7 +328,9 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Path:
         rejected=[r for r in pool if r["id"] not in kept][:MAX_SAMPLES],
         evaluations=evals,
         verdicts=[v.sentence for v in verdicts(evals)],
-        chart=chart(evals) if evals else None,
+        chart=chart(evals) if evals and told is None else None,
+        story=told,
+        story_chart=chart(told.rows, small=True) if told else None,
         dropped=dropped_by_rule(run.run_dir.manifest("synth")),
         probe=query_probe(run.run_dir.manifest("synth")),
     )
