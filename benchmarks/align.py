@@ -1,4 +1,5 @@
-"""Aligner benchmark: samples/s of `titok.align.transfer_values` (both tokenizations included).
+"""Aligner benchmark: samples/s of `titok.stages.align.transfer_values` (both tokenizations
+included).
 
     python benchmarks/align.py [--bbh ../shared/data/bbh]
 
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from titok.align import align_offsets, token_offsets, transfer_values, transfer_values_batch
-from titok.models import load_tokenizer
+from titok.models.loading import load_tokenizer
+from titok.stages.align import align_offsets, token_offsets, transfer_values, transfer_values_batch
 
 REFERENCE_730_PER_S = 6.4  # measured on this machine for the issue (reference code, ~730 tokens)
 MIXED = [

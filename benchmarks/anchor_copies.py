@@ -26,11 +26,11 @@ import torch
 from peft import PeftModel
 
 from titok.bench import BENCH_SYNTH, BenchSettings
-from titok.data import read_seeds
-from titok.models import load_model, load_tokenizer
-from titok.prompts import prompt_format
-from titok.synth import DiversityFilter, Writer, draw_queries, query_rules, seed_similarity
-from titok.tasks import resolve_task
+from titok.core.data import read_seeds
+from titok.eval.tasks import resolve_task
+from titok.models.loading import load_model, load_tokenizer
+from titok.models.prompts import prompt_format
+from titok.stages.synth import DiversityFilter, Writer, draw_queries, query_rules, seed_similarity
 
 NEAR = 0.9  # ROUGE-L F to a seed at or above which a query is a (near-)copy
 

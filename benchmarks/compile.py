@@ -31,7 +31,7 @@ BATCH, NEW_TOKENS = 16, 32
 
 
 def measure(model_name: str, way: str, dtype: str) -> dict:
-    from titok.models import load_model, load_tokenizer
+    from titok.models.loading import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, dtype=dtype).eval()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from titok.bench import repeat_name, slug, task_folder
 from titok.bench_report import BASE_COLUMNS
-from titok.facts import make_facts, taught_facts
+from titok.eval.facts import make_facts, taught_facts
 
 
 def cell_coverage(bench: Path, cell: dict) -> dict | None:

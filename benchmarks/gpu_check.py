@@ -72,7 +72,7 @@ def tokenizers(folder: Path | None) -> dict[str, object]:
 
     if folder is not None:
         return {role: AutoTokenizer.from_pretrained(folder / role) for role in ("source", "target")}
-    from titok.models import load_tokenizer
+    from titok.models.loading import load_tokenizer
 
     return {"source": load_tokenizer("smollm2-135m"), "target": load_tokenizer("gemma3-270m")}
 

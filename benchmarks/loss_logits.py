@@ -5,7 +5,8 @@
 
 Trains the same LoRA twice per model and dtype on rows shaped like the bench's knowledge task
 (the `facts:0` training questions and their one-word answers, in the model's prompt format;
-r 16 on every linear layer, batch 8, one epoch): once as titok trains (`titok.train.LossLogits`:
+r 16 on every linear layer, batch 8, one epoch): once as titok trains
+(`titok.stages.train.LossLogits`:
 the output layer runs at the answer positions only), once with the model's logits at every
 position (the computation before 2026-11-26). Prints the training seconds of each, the speed-up,
 and whether the two LoRAs are equal bit for bit. Each training runs in this process, one after
@@ -22,11 +23,11 @@ import torch
 
 
 def train_once(model_name: str, dtype: str, rows: int, every_position: bool) -> tuple[float, dict]:
-    from titok import train
-    from titok.config import TrainConfig
-    from titok.facts import make_facts
-    from titok.models import load_model, load_tokenizer
-    from titok.prompts import prompt_format
+    from titok.core.config import TrainConfig
+    from titok.eval.facts import make_facts
+    from titok.models.loading import load_model, load_tokenizer
+    from titok.models.prompts import prompt_format
+    from titok.stages import train
 
     tokenizer = load_tokenizer(model_name)
     layout = prompt_format(tokenizer)

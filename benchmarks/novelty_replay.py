@@ -10,7 +10,8 @@ knowledge task rewards (a fact no kept sample teaches cannot arrive); on a data-
 weight can prefer the odd query that resembles nothing else — often one that is not a task instance
 at all. This replays the choice (`select.rank_with_novelty`, the stage's own function, on the run's
 scored pool and its M) at several weights, without a model, and reports for each: the share of kept
-samples that pass the validity rules measured against the run's seeds (`titok.validity`: the query
+samples that pass the validity rules measured against the run's seeds
+(`titok.stages.validity`: the query
 rules and the answer shape), the mean ROUGE-L F of a kept query to the nearest real held-out query
 of the task (never shown to the writer), the share of the most common answer, the kept redundancy
 (as the select manifest), and on `facts:<seed>` the distinct facts the kept samples teach (a query
@@ -32,13 +33,13 @@ from pathlib import Path
 
 import yaml
 
-from titok import select
-from titok.data import read_seeds
-from titok.facts import make_facts, taught_facts
-from titok.metrics import normalise
-from titok.synth import seed_similarity
-from titok.tasks import resolve_task
-from titok.validity import AnswerSpace, QueryRules
+from titok.core.answers import normalise
+from titok.core.data import read_seeds
+from titok.eval.facts import make_facts, taught_facts
+from titok.eval.tasks import resolve_task
+from titok.stages import select
+from titok.stages.synth import seed_similarity
+from titok.stages.validity import AnswerSpace, QueryRules
 
 WEIGHTS = (0.0, 0.5, 0.75, 0.9, 1.0)
 
@@ -96,7 +97,7 @@ def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ..
 def make_pool(screen: Path, task_name: str, pools: Path) -> Path:
     """A data-free titok pool of `task_name` (synth → score → select), made once."""
     from titok.bench import LEGACY_SYNTH, Bench, BenchSettings, Variant, task_folder
-    from titok.data import pick_seeds, write_jsonl
+    from titok.core.data import pick_seeds, write_jsonl
     from titok.methods import new_run
 
     folder = task_folder(pools, task_name)

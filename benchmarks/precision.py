@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from peft import PeftModel
 
-from titok import excess, select
-from titok.data import Example
+from titok.core.data import Example
 from titok.methods import open_run
-from titok.models import load_model
-from titok.pipeline import Run
+from titok.models.loading import load_model
+from titok.stages import excess, select
+from titok.stages.runner import Run
 
 
 def score(run: Run, samples: list[Example], dtype: str) -> tuple[list[np.ndarray], float]:

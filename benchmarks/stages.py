@@ -18,7 +18,7 @@ Useful FLOPs are counted as 2 × parameters per token for a forward pass (genera
 new tokens, scoring its answer tokens) and 4 × parameters per trained token (forward, and the
 backward pass through the frozen weights to the LoRA; the LoRA's own weight gradients are
 negligible), the output layer's only at answer tokens (training computes logits where the loss
-is: `titok.train.LossLogits`). Parameters are every weight of the model, a tied embedding
+is: `titok.stages.train.LossLogits`). Parameters are every weight of the model, a tied embedding
 counted once, as the output layer it is. Prompt tokens (prefill) are work not counted in
 generation and scoring, so their fractions are a floor. Every measurement runs in its own
 process (`--measure`, under torchrun for 2 processes), so peaks do not leak from one to the
@@ -86,12 +86,12 @@ def matmul_gflops(shape: tuple[int, int, int], dtype: torch.dtype, seconds: floa
 
 
 def measure(kind: str, model_name: str, chunk: int, dtype: str = "float32") -> dict:
-    from titok import distributed
-    from titok.config import TrainConfig
-    from titok.generation import generate
-    from titok.models import load_model, load_tokenizer
-    from titok.scoring import answer_logprobs
-    from titok.train import TrainExample, train_lora
+    from titok.core import distributed
+    from titok.core.config import TrainConfig
+    from titok.models.generation import generate
+    from titok.models.loading import load_model, load_tokenizer
+    from titok.models.logprobs import answer_logprobs
+    from titok.stages.train import TrainExample, train_lora
 
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, dtype=dtype)

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from titok.bench_report import group, load_cells, paired_runs, show_difference, summary
-from titok.metrics import paired_difference, pooled_difference
+from titok.eval.metrics import paired_difference, pooled_difference
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,13 +29,13 @@ from pathlib import Path
 from peft import PeftModel
 
 from titok.bench import LEGACY_SYNTH, BenchSettings
-from titok.config import SynthConfig
-from titok.data import pick_seeds
-from titok.errors import GenerationError
-from titok.models import load_model, load_tokenizer
-from titok.prompts import prompt_format
-from titok.synth import SynthResult, Writer, query_rules, seed_similarity, synthesize
-from titok.tasks import resolve_task
+from titok.core.config import SynthConfig
+from titok.core.data import pick_seeds
+from titok.core.errors import GenerationError
+from titok.eval.tasks import resolve_task
+from titok.models.loading import load_model, load_tokenizer
+from titok.models.prompts import prompt_format
+from titok.stages.synth import SynthResult, Writer, query_rules, seed_similarity, synthesize
 
 SETTINGS = {
     "chat (titok's default before)": {"query_prompt": "chat"},

@@ -7,7 +7,8 @@ For each model, sequence length and checkpointing setting, a fresh process loads
 trains a LoRA for two steps as titok trains (r 16 on every linear layer, batch `--batch`, rows of
 `length` tokens: a prompt of random ids and a 4-token answer, as a BBH question with a short
 answer). It reports the bytes of the tensors autograd saves for one batch's backward (counted with
-`torch.autograd.graph.saved_tensors_hooks`, weights left out), `titok.train.activation_bytes`'s
+`torch.autograd.graph.saved_tensors_hooks`, weights left out),
+`titok.stages.train.activation_bytes`'s
 estimate of them, and the growth of the process's resident memory during training (the peak,
 sampled every 5 ms, above the resident memory just before training starts) with checkpointing
 off and on. `train.gradient_checkpointing: auto` turns it on when `PEAK_OVER_SAVED` × the
@@ -31,9 +32,9 @@ def measure(model_name: str, dtype: str, length: int, batch: int, checkpointing:
     import psutil
     import torch
 
-    from titok import train
-    from titok.config import TrainConfig
-    from titok.models import load_model
+    from titok.core.config import TrainConfig
+    from titok.models.loading import load_model
+    from titok.stages import train
 
     torch.set_num_threads(1)
     model = load_model(model_name, dtype=dtype)

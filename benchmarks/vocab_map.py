@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from titok.models import load_tokenizer
-from titok.vocab_map import UNMAPPED, VocabMap
+from titok.models.loading import load_tokenizer
+from titok.models.vocab_map import UNMAPPED, VocabMap
 
 
 def measure(source, target, ids: list[int], mode: str) -> tuple[float, int, int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from titok.bench import Bench, BenchSettings, repeat_name, slug, task_folder
-from titok.config import TransplantConfig
+from titok.core.config import TransplantConfig
 
 PATHS = ("source_adapter", "seeds", "queries")
 

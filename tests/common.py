@@ -16,7 +16,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
-from titok.models import load_tokenizer
+from titok.models.loading import load_tokenizer
 
 
 @cache

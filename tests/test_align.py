@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.common import gemma_tokenizer, smol_tokenizer
-from titok.align import align_offsets, token_offsets, transfer_values, transfer_values_batch
-from titok.errors import AlignmentError
+from titok.core.errors import AlignmentError
+from titok.stages.align import align_offsets, token_offsets, transfer_values, transfer_values_batch
 
 PIECES = [
     "hello",

@@ -20,7 +20,7 @@ from transformers import DistilBertConfig, DistilBertModel
 
 from tests.common import SEEDS, random_lora, tiny_llama
 from titok import cli
-from titok.rundir import TEMP_PREFIX
+from titok.core.rundir import TEMP_PREFIX
 
 Build = Callable[[dict, Path], list[str]]  # (good settings, folder) -> command line arguments
 

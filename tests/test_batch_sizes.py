@@ -9,8 +9,7 @@ import torch
 import yaml
 
 from tests.test_pipeline import make_run
-from titok import pipeline
-from titok.batching import (
+from titok.core.batching import (
     AUTO,
     CPU_BATCH,
     GPU_BATCH_LIMIT,
@@ -18,8 +17,9 @@ from titok.batching import (
     auto_batch_size,
     gpu_batch_size,
 )
-from titok.config import ConfigError, SynthConfig, build_config
-from titok.models import model_shape, parameter_count
+from titok.core.config import ConfigError, SynthConfig, build_config
+from titok.models.loading import model_shape, parameter_count
+from titok.stages import runner
 
 GIB = 2**30
 # Llama-3-8B's body: 32 layers, 8 KV heads of 128, hidden 4096, MLP 14336, vocabulary 128,256
@@ -98,9 +98,9 @@ def test_a_gpu_run_sizes_its_batches_from_free_memory_and_the_source_shape(
     tiny_models, tmp_path, monkeypatch
 ):
     shape = model_shape(str(tiny_models["source"]))
-    monkeypatch.setattr(pipeline, "device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(runner, "device", lambda: torch.device("cuda"))
     free = {"bytes": 0}
-    monkeypatch.setattr(pipeline, "free_gpu_bytes", lambda device: free["bytes"])
+    monkeypatch.setattr(runner, "free_gpu_bytes", lambda device: free["bytes"])
 
     def sized(free_bytes: int) -> tuple[int, int]:
         free["bytes"] = free_bytes
@@ -132,7 +132,7 @@ def test_generation_scoring_and_evaluation_size_auto_from_the_loaded_model(monke
 
     from transformers import LlamaConfig
 
-    from titok.generation import sized_batch
+    from titok.models.generation import sized_batch
 
     config = LlamaConfig(
         vocab_size=128256,

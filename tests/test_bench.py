@@ -25,8 +25,8 @@ from titok.bench_report import (
     screen_table,
     transfer_efficiency,
 )
-from titok.config import PAPER_SELECTION, TrainConfig
-from titok.errors import ConfigError
+from titok.core.config import PAPER_SELECTION, TrainConfig
+from titok.core.errors import ConfigError
 
 
 def tiny_settings(tiny_models, out):
@@ -441,7 +441,7 @@ def test_the_committed_facts_cells_keep_their_keys_with_their_synth_file():
     """results/facts/synth.yaml is the query writing its cells were made with: its commands,
     rerun with `--synth results/facts/synth.yaml`, reuse every committed cell."""
     from titok.bench import ALL_METHODS
-    from titok.config import SynthConfig, build_config
+    from titok.core.config import SynthConfig, build_config
 
     root = Path(__file__).parent.parent / "results" / "facts"
     cells = load_cells(root)
@@ -482,9 +482,9 @@ def finished_cell(bench: Bench, task: str, column: str, dtype: str) -> Path:
 
 
 def test_a_bench_is_not_resumed_in_another_dtype_over_its_cells(tiny_models, tmp_path, monkeypatch):
-    import titok.precision
+    import titok.core.precision
 
-    monkeypatch.setattr(titok.precision, "fast_bf16", lambda device: False)  # a CPU without it
+    monkeypatch.setattr(titok.core.precision, "fast_bf16", lambda device: False)  # a CPU without it
     settings = tiny_settings(tiny_models, tmp_path)
     bench = Bench(settings)
     cell = finished_cell(bench, "bbh:boolean_expressions", "target vanilla", "bfloat16")

@@ -7,9 +7,9 @@ import re
 
 import yaml
 
-from titok.card import CardFacts, front_matter, model_card
-from titok.config import TransplantConfig
-from titok.models import cache_dir, display_name, model_reference
+from titok.core.config import TransplantConfig
+from titok.models.loading import cache_dir, display_name, model_reference
+from titok.stages.card import CardFacts, front_matter, model_card
 
 
 def facts(**settings) -> CardFacts:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from titok import batching, train
-from titok.batching import free_memory, run_with_backoff
-from titok.precision import fast_bf16, resolve_dtype
+from titok.core import batching
+from titok.core.batching import free_memory, run_with_backoff
+from titok.core.precision import fast_bf16, resolve_dtype
+from titok.stages import train
 
 CUDA = torch.device("cuda")
 

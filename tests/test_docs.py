@@ -13,8 +13,8 @@ import typer
 
 from tests.common import failure, run_titok
 from titok.cli import app
-from titok.errors import DataError
-from titok.tasks import resolve_task
+from titok.core.errors import DataError
+from titok.eval.tasks import resolve_task
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -149,3 +149,42 @@ def test_no_import_circle():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+# The wings, lowest first: a module imports its own wing and those below it, never one above.
+WINGS = ("core", "models", "stages", "methods", "eval", "outputs")
+TOP = len(WINGS)  # titok/*.py: the commands (cli, api, demo, bench) over every wing
+
+
+def wing_of(module: str) -> int:
+    parts = module.split(".")
+    if module == "titok.version":  # the version string: read by the run directory and the card
+        return 0
+    if len(parts) > 1 and parts[1] in WINGS:
+        return WINGS.index(parts[1])
+    return TOP
+
+
+def test_the_wings_import_downwards_only():
+    graph = import_graph()
+    assert {wing for module in graph if (wing := wing_of(module)) < TOP} == set(
+        range(len(WINGS))
+    ), "every wing holds modules"
+    upward = [
+        f"{module} ({WINGS[wing_of(module)]}) imports {other}"
+        for module, imported in sorted(graph.items())
+        for other in sorted(imported)
+        if wing_of(module) < TOP and wing_of(other) > wing_of(module)
+    ]
+    assert not upward, "\n".join(upward)
+    # nothing but the package's own entry points lives beside the wings
+    top = sorted(m for m in graph if wing_of(m) == TOP)
+    assert top == [
+        "titok",
+        "titok.__main__",
+        "titok.api",
+        "titok.bench",
+        "titok.bench_report",
+        "titok.cli",
+        "titok.demo",
+    ], top

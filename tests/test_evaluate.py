@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from transformers import AutoModelForCausalLM
 
-from titok.errors import DataError
-from titok.evaluate import evaluate_model
-from titok.metrics import constant_answer_level
-from titok.models import load_tokenizer
-from titok.prompts import prompt_format
-from titok.tasks import resolve_task
+from titok.core.errors import DataError
+from titok.eval.harness import evaluate_model
+from titok.eval.metrics import constant_answer_level
+from titok.eval.tasks import resolve_task
+from titok.models.loading import load_tokenizer
+from titok.models.prompts import prompt_format
 
 
 def evaluate_tiny(folder, task, examples, work, max_new_tokens):

@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 
 from tests.common import run_titok, smol_tokenizer
 from tests.test_pipeline import TINY, make_run, tiny_settings
-from titok.config import TrainConfig
-from titok.journal import BatchJournal
-from titok.rundir import TEMP_PREFIX, RunDir
-from titok.stages import SYNTH_JOURNAL
-from titok.train import Checkpoints, TrainExample, TrainingError, train_lora
+from titok.core.config import TrainConfig
+from titok.core.journal import BatchJournal
+from titok.core.rundir import TEMP_PREFIX, RunDir
+from titok.stages.standard import SYNTH_JOURNAL
+from titok.stages.train import Checkpoints, TrainExample, TrainingError, train_lora
 
 ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl")
 # Each rerun resumes past the stages finished before and dies at the next point.
@@ -104,7 +104,7 @@ def test_partial_files_of_a_killed_process_are_removed_on_reopen(tiny_models, tm
 
 WRITER = """
 import sys
-from titok.rundir import RunDir
+from titok.core.rundir import RunDir
 run = RunDir(sys.argv[1]).create()
 built = run.temp_dir("adapter")  # an adapter half written, as in a training's last step
 (built / "adapter_model.safetensors").write_text("weights")

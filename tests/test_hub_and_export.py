@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from tests.common import failure, run_titok
 from tests.test_pipeline import make_run, tiny_settings
-from titok.hub import parse_ref
+from titok.models.hub import parse_ref
 
 ADAPTER_COMMIT = "a" * 40
 MODEL_COMMIT = "b" * 40

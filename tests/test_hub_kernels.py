@@ -14,8 +14,8 @@ import pytest
 import transformers.modeling_utils
 
 from tests.test_pipeline import make_run
-from titok.discriminator import load_classifier
-from titok.models import load_model
+from titok.methods.translora_discriminator import load_classifier
+from titok.models.loading import load_model
 
 
 @pytest.fixture

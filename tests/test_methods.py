@@ -14,12 +14,12 @@ from transformers import AutoModelForCausalLM
 
 from tests.common import gemma_tokenizer, smol_tokenizer, tiny_llama
 from tests.test_pipeline import make_run, rows, tiny_settings
-from titok.config import TrainConfig
-from titok.discriminator import p_real, train_discriminator
+from titok.core.config import TrainConfig
 from titok.methods import available
-from titok.teacher import teacher_positions
-from titok.train import NO_TEACHER, distill_loss, top_k_kl, weighted_nll
-from titok.vocab_map import UNMAPPED, VocabMap
+from titok.methods.kd_teacher import teacher_positions
+from titok.methods.translora_discriminator import p_real, train_discriminator
+from titok.models.vocab_map import UNMAPPED, VocabMap
+from titok.stages.train import NO_TEACHER, distill_loss, top_k_kl, weighted_nll
 
 BASELINES = ["kd", "kd-mined", "kd-5shot", "translora", "tuneshift-kd"]
 
@@ -31,7 +31,7 @@ def test_every_method_is_listed_with_a_description_and_a_paper():
 
 
 def test_baselines_choose_their_own_way_whatever_titoks_selection_defaults_are(tiny_models):
-    from titok.config import PAPER_SELECTION, TransplantConfig
+    from titok.core.config import PAPER_SELECTION, TransplantConfig
 
     config = TransplantConfig.model_validate(tiny_settings(tiny_models))
     changed = config.model_copy(
@@ -73,7 +73,7 @@ def test_method_runs_end_to_end_and_writes_a_loadable_adapter(method, tiny_model
         best = sorted(judged, key=lambda r: (-r["p_real"], r["id"]))[: len(kept)]
         assert kept == {r["id"] for r in best}
     if method == "kd-spread":  # the samples novelty alone picks from the pool, whatever excess
-        from titok import select
+        from titok.stages import select
 
         pool = rows(run.run_dir.path("scored.jsonl"))
         texts = select.sample_texts(pool)
@@ -223,8 +223,8 @@ def test_the_loss_from_the_loss_positions_equals_the_loss_from_every_position():
 def test_training_with_logits_at_the_loss_positions_learns_the_same_lora(
     tiny_models, monkeypatch, model_name
 ):
-    from titok import train
-    from titok.train import LossLogits, TrainExample, train_lora
+    from titok.stages import train
+    from titok.stages.train import LossLogits, TrainExample, train_lora
 
     def trained() -> dict[str, torch.Tensor]:
         model = AutoModelForCausalLM.from_pretrained(tiny_models[model_name])

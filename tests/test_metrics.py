@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from tests.common import run_titok
-from titok.facts import ATTRIBUTES, make_facts
-from titok.metrics import (
+from titok.eval.facts import ATTRIBUTES, make_facts
+from titok.eval.metrics import (
     balanced_accuracy,
     closed_answer_metrics,
     constant_answer_level,
@@ -21,8 +21,8 @@ from titok.metrics import (
     pooled_difference,
     top_prediction_share,
 )
-from titok.rule import KINDS, QUESTIONS, TRAIN_PER_KIND, make_rule
-from titok.tasks import resolve_task
+from titok.eval.rule import KINDS, QUESTIONS, TRAIN_PER_KIND, make_rule
+from titok.eval.tasks import resolve_task
 
 LABELS = ["A", "B", "C", "D", "True", "False", "Yes", "No"]
 

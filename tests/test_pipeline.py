@@ -12,11 +12,11 @@ from filelock import FileLock
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from titok.config import TransplantConfig
-from titok.data import Example
-from titok.errors import AdapterError
+from titok.core.config import TransplantConfig
+from titok.core.data import Example
+from titok.core.errors import AdapterError
 from titok.methods import new_run
-from titok.pipeline import Run
+from titok.stages.runner import Run
 
 TINY = {
     # Random tiny models write no task instance: the validity rules would drop every query, so
@@ -175,9 +175,9 @@ def test_a_stage_a_sibling_is_computing_is_waited_for_and_adopted(tiny_models, t
 def test_a_job_waiting_for_another_says_so_once_and_goes_on_when_it_is_done(tmp_path, caplog):
     import logging
 
-    from titok.rundir import launch_lock
+    from titok.core.rundir import launch_lock
 
-    caplog.set_level(logging.INFO, logger="titok.rundir")
+    caplog.set_level(logging.INFO, logger="titok.core.rundir")
     lock_file = tmp_path / ".locks" / "cell-x.lock"
     lock_file.parent.mkdir()
     holder = FileLock(lock_file)
@@ -196,7 +196,7 @@ def test_a_job_waiting_for_another_says_so_once_and_goes_on_when_it_is_done(tmp_
         holder.release()
     job.join(timeout=60)
     assert entered.is_set() and not job.is_alive()
-    said = [r.getMessage() for r in caplog.records if r.name == "titok.rundir"]
+    said = [r.getMessage() for r in caplog.records if r.name == "titok.core.rundir"]
     assert said == [f"waiting for another job working under {lock_file}"]
 
 
@@ -228,8 +228,8 @@ def test_adapter_of_another_base_is_refused_before_any_generation(tiny_models, t
 def test_excess_is_exactly_zero_for_an_adapter_with_zero_b(tiny_models, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    from titok.excess import contrastive_excess, scored_sequences
-    from titok.prompts import prompt_format
+    from titok.models.prompts import prompt_format
+    from titok.stages.excess import contrastive_excess, scored_sequences
 
     base = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
     expert = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()
@@ -244,8 +244,8 @@ def test_excess_is_exactly_zero_for_an_adapter_with_zero_b(tiny_models, tmp_path
 def test_training_changes_only_lora_weights(tiny_models):
     import torch
 
-    from titok.config import TrainConfig
-    from titok.train import TrainExample, train_lora
+    from titok.core.config import TrainConfig
+    from titok.stages.train import TrainExample, train_lora
 
     model = AutoModelForCausalLM.from_pretrained(tiny_models["target"])
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -277,7 +277,7 @@ def test_rank_rule_marks_exactly_max_1_floor_k_tokens(finished_run, tiny_models)
 def test_m_larger_than_the_pool_is_an_error_and_writes_nothing(finished_run, tiny_models, tmp_path):
     import shutil
 
-    from titok.errors import GenerationError
+    from titok.core.errors import GenerationError
 
     copy = tmp_path / "run"
     shutil.copytree(finished_run.run_dir.root, copy)

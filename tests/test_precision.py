@@ -10,11 +10,11 @@ from transformers import AutoModelForCausalLM
 
 from tests.common import run_titok, smol_tokenizer
 from tests.test_pipeline import tiny_settings
-from titok import precision
-from titok.config import TransplantConfig
-from titok.excess import contrastive_excess
-from titok.precision import resolve_dtype
-from titok.stages import synth_settings
+from titok.core import precision
+from titok.core.config import TransplantConfig
+from titok.core.precision import resolve_dtype
+from titok.stages.excess import contrastive_excess
+from titok.stages.standard import synth_settings
 
 # bf16 keeps 8 bits of mantissa: a logit of size x carries a rounding error of about x / 512.
 # On the tiny models (excess up to 0.34) bf16 moves it by at most 0.0025 (measured).
@@ -99,7 +99,7 @@ def test_a_dtype_typo_is_refused_with_a_suggestion(tiny_models, tmp_path):
 
 
 def test_float32_logits_computes_the_output_layer_in_fp32_and_restores_it(tiny_models):
-    from titok.precision import float32_logits
+    from titok.core.precision import float32_logits
 
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     model = AutoModelForCausalLM.from_pretrained(tiny_models["target"], dtype=torch.bfloat16)
@@ -117,7 +117,7 @@ def test_float32_logits_computes_the_output_layer_in_fp32_and_restores_it(tiny_m
 
 
 def test_a_bf16_output_layer_on_cpu_gets_a_contiguous_input_and_the_same_numbers(tiny_models):
-    from titok.models import load_model
+    from titok.models.loading import load_model
 
     model = load_model(str(tiny_models["target"]), dtype="bfloat16")
     head = model.get_output_embeddings()

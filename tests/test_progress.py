@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from titok.pipeline import summary
-from titok.progress import LOG_INTERVAL, LoggedProgress, progress
-from titok.prompts import prompt_format
+from titok.core.progress import LOG_INTERVAL, LoggedProgress, progress
+from titok.models.prompts import prompt_format
+from titok.stages.runner import summary
 
 
 class Clock:
@@ -19,7 +19,7 @@ class Clock:
 
 
 def test_a_log_gets_a_line_at_most_every_interval_with_count_and_eta(caplog):
-    caplog.set_level(logging.INFO, logger="titok.progress")
+    caplog.set_level(logging.INFO, logger="titok.core.progress")
     clock = Clock()
     bar = LoggedProgress(None, 40, "excess: expert", "batch", clock=clock)
     for _ in range(10):  # 10 batches in 20 s: nothing yet
@@ -36,7 +36,7 @@ def test_a_log_gets_a_line_at_most_every_interval_with_count_and_eta(caplog):
 
 
 def test_short_work_logs_nothing_and_iteration_counts_from_the_resumed_step(caplog):
-    caplog.set_level(logging.INFO, logger="titok.progress")
+    caplog.set_level(logging.INFO, logger="titok.core.progress")
     clock = Clock()
     steps = LoggedProgress(range(5, 10), 10, "training", "step", initial=5, clock=clock)
     seen = []
@@ -79,10 +79,10 @@ def test_a_stage_summary_is_one_line_pointing_at_the_rest():
 def test_a_model_without_a_chat_template_is_announced_once(tiny_models, caplog, monkeypatch):
     from transformers import AutoTokenizer
 
-    from titok import prompts
+    from titok.models import prompts
 
     monkeypatch.setattr(prompts, "_told", set())  # what earlier tests in this process announced
-    caplog.set_level(logging.INFO, logger="titok.prompts")
+    caplog.set_level(logging.INFO, logger="titok.models.prompts")
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["target"])
     for _ in range(3):
         assert prompt_format(tokenizer, "target base").kind == "plain"

@@ -12,12 +12,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.common import SEEDS
 from tests.test_pipeline import make_run
-from titok import synth
-from titok.config import SynthConfig
-from titok.data import Example
-from titok.errors import GenerationError
-from titok.prompts import prompt_format
-from titok.synth import (
+from titok.core.config import SynthConfig
+from titok.core.data import Example
+from titok.core.errors import GenerationError
+from titok.models.prompts import prompt_format
+from titok.stages import synth
+from titok.stages.synth import (
     QUERY_STYLES,
     QUERY_TOKENS_FLOOR,
     Writer,

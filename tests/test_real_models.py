@@ -10,8 +10,8 @@ from peft import LoraConfig, PeftModel, get_peft_model
 
 from tests.common import write_seeds
 from titok import transplant
-from titok.models import load_model, load_tokenizer
-from titok.prompts import prompt_format
+from titok.models.loading import load_model, load_tokenizer
+from titok.models.prompts import prompt_format
 
 pytestmark = pytest.mark.slow
 

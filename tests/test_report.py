@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from tests.test_pipeline import make_run
-from titok.report import build_report
+from titok.outputs.report import build_report
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 def write_eval(folder, model, adapter, correct, golds, harness_value):
     """A `titok eval --out folder` result as run_eval writes it (result.json, predictions)."""
-    from titok.metrics import balanced_accuracy
+    from titok.eval.metrics import balanced_accuracy
 
     folder.mkdir(parents=True)
     rows = [
@@ -154,8 +154,8 @@ def write_eval(folder, model, adapter, correct, golds, harness_value):
 
 
 def test_the_report_leads_with_the_headline_metric_and_a_verdict(report, tmp_path):
-    from titok.card import evaluations
-    from titok.report import verdicts
+    from titok.outputs.report import verdicts
+    from titok.stages.card import evaluations
 
     run, _ = report
     root = run.run_dir.root
@@ -177,7 +177,7 @@ def test_the_report_leads_with_the_headline_metric_and_a_verdict(report, tmp_pat
 
 
 def test_beating_a_below_chance_vanilla_is_not_called_knowledge():
-    from titok.metrics import Difference, transfer_verdict
+    from titok.eval.metrics import Difference, transfer_verdict
 
     moved = Difference(0.39, 0.176, 0.599, 25)
     # the demo's boolean_expressions: vanilla 0.176 (unparseable answers), adapter 0.566 ± 0.091
@@ -192,7 +192,7 @@ def test_beating_a_below_chance_vanilla_is_not_called_knowledge():
 
 
 def test_the_story_needs_the_expert_and_the_target_before_and_after():
-    from titok.report import story
+    from titok.outputs.report import story
 
     def row(name, model, adapter, value, task="facts:0"):
         return {

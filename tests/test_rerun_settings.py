@@ -10,8 +10,8 @@ import yaml
 
 from tests.common import run_titok
 from tests.test_pipeline import make_run, tiny_settings
-from titok.config import TransplantConfig
-from titok.errors import RunDirError
+from titok.core.config import TransplantConfig
+from titok.core.errors import RunDirError
 from titok.methods import new_run
 
 

@@ -12,8 +12,8 @@ from scipy.stats import chisquare
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.generation.logits_process import TopPLogitsWarper
 
-from titok.config import SynthConfig
-from titok.generation import CandidateSampler, generate, nucleus
+from titok.core.config import SynthConfig
+from titok.models.generation import CandidateSampler, generate, nucleus
 
 
 def transformers_nucleus(scores: torch.Tensor, top_p: float) -> torch.Tensor:

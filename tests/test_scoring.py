@@ -7,8 +7,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from tests.common import gemma_tokenizer, smol_tokenizer
-from titok.batching import run_with_backoff
-from titok.scoring import answer_logprobs, answer_top_k
+from titok.core.batching import run_with_backoff
+from titok.models.logprobs import answer_logprobs, answer_top_k
 
 
 def pairs_for(tokenizer) -> list[tuple[list[int], list[int]]]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.test_pipeline import make_run, rows
-from titok.select import (
+from titok.stages.select import (
     adaptive_answer_mask,
     answer_classes,
     answer_mask,
@@ -18,7 +18,7 @@ from titok.select import (
     redundancy,
     word_groups,
 )
-from titok.stages import answer_pieces
+from titok.stages.standard import answer_pieces
 
 
 def test_answer_classes_are_closed_or_none():

@@ -10,13 +10,13 @@ import pytest
 import torch
 from rouge_score import rouge_scorer
 
-from titok.config import TransplantConfig, build_config
-from titok.data import Example, pick_seeds, read_bbh, read_seeds, split
-from titok.errors import ConfigError, DataError
-from titok.select import rank_samples, top_k_mask
-from titok.synth import DiversityFilter
-from titok.tasks import default_data_dir
-from titok.train import TrainExample, collate, weighted_nll
+from titok.core.config import TransplantConfig, build_config
+from titok.core.data import Example, pick_seeds, read_bbh, read_seeds, split
+from titok.core.errors import ConfigError, DataError
+from titok.eval.tasks import default_data_dir
+from titok.stages.select import rank_samples, top_k_mask
+from titok.stages.synth import DiversityFilter
+from titok.stages.train import TrainExample, collate, weighted_nll
 
 REQUIRED = {"source_base": "a", "source_adapter": "b", "target_base": "c", "seeds": "d"}
 
@@ -34,7 +34,7 @@ def test_flags_override_yaml_override_defaults(tmp_path):
 
 
 def test_train_preset_auto_sizes_by_parameter_count_and_keeps_what_is_set():
-    from titok.config import TrainConfig
+    from titok.core.config import TrainConfig
 
     def sized(parameters: int, **set_values) -> tuple:
         train = TrainConfig(**set_values).sized(parameters)
@@ -63,7 +63,7 @@ def test_train_preset_auto_sizes_by_parameter_count_and_keeps_what_is_set():
 
 
 def test_settings_added_later_stay_out_of_fingerprints_only_at_their_old_behaviour():
-    from titok.config import SelectConfig, SynthConfig
+    from titok.core.config import SelectConfig, SynthConfig
 
     for settings in (SelectConfig, SynthConfig):
         assert set(settings.ADDED_LATER) <= set(settings.model_fields)
@@ -201,7 +201,7 @@ def test_example_is_hashable_value():
 
 
 def test_answer_mask_trains_the_end_token_and_ranks_the_text():
-    from titok.select import answer_mask, mean_text_excess
+    from titok.stages.select import answer_mask, mean_text_excess
 
     # one text token with low excess, the end token with high excess
     assert answer_mask([0.5, 9.0], 1, 0.7, "always").tolist() == [True, True]
@@ -216,7 +216,7 @@ def test_answer_mask_trains_the_end_token_and_ranks_the_text():
 
 
 def test_flags_not_given_never_reach_the_settings():
-    from titok.config import merge
+    from titok.core.config import merge
 
     assert merge({"a": 1}, {"kd": {"kl_weight": None}, "a": None}) == {"a": 1, "kd": {}}
     assert merge({"kd": {"top_k": 5}}, {"kd": {"top_k": None, "kl_weight": 0.2}}) == {
@@ -228,8 +228,8 @@ def test_gradient_checkpointing_trains_the_same_adapter(tiny_models):
     from transformers import AutoModelForCausalLM
 
     from tests.common import smol_tokenizer
-    from titok.config import TrainConfig
-    from titok.train import TrainExample, train_lora
+    from titok.core.config import TrainConfig
+    from titok.stages.train import TrainExample, train_lora
 
     tokenizer = smol_tokenizer()
     prompt = tokenizer("True and False is", add_special_tokens=False)["input_ids"]
@@ -253,8 +253,13 @@ def test_the_activation_estimate_is_near_the_saved_tensors_counted(tiny_models, 
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from titok.config import TrainConfig
-    from titok.train import TrainExample, activation_bytes, lora_config, saved_activation_bytes
+    from titok.core.config import TrainConfig
+    from titok.stages.train import (
+        TrainExample,
+        activation_bytes,
+        lora_config,
+        saved_activation_bytes,
+    )
 
     model = AutoModelForCausalLM.from_pretrained(tiny_models[family])
     lora = get_peft_model(model, lora_config(TrainConfig(r=4, alpha=8)))
@@ -267,8 +272,8 @@ def test_auto_checkpointing_turns_on_only_when_memory_is_short(tiny_models, monk
     import psutil
     from transformers import AutoModelForCausalLM
 
-    from titok.config import TrainConfig
-    from titok.train import TrainExample, activation_bytes, train_lora
+    from titok.core.config import TrainConfig
+    from titok.stages.train import TrainExample, activation_bytes, train_lora
 
     examples = [TrainExample(list(range(5, 40)), [7, 8], [1.0, 1.0]) for _ in range(4)]
     config = TrainConfig(lr=1e-3, epochs=1, batch_size=2)
@@ -284,7 +289,7 @@ def test_auto_checkpointing_turns_on_only_when_memory_is_short(tiny_models, monk
 
 
 def test_did_you_mean_completes_a_cut_short_name_when_only_one_fits():
-    from titok.errors import did_you_mean
+    from titok.core.errors import did_you_mean
 
     suggestion = did_you_mean("tito", ["titok:queries", "kd:queries"])
     assert suggestion == " (did you mean 'titok:queries'?)"
@@ -301,7 +306,7 @@ def test_teacher_figures_say_how_sure_the_teacher_is():
     import numpy as np
     import torch
 
-    from titok.teacher import TeacherStats, carry_teacher
+    from titok.methods.kd_teacher import TeacherStats, carry_teacher
 
     def top(rows: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.tensor([[1, 2, 3]] * len(rows))

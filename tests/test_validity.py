@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.common import smol_tokenizer
-from titok.config import SynthConfig
-from titok.data import Example
-from titok.prompts import prompt_format
-from titok.synth import prompt_echoes
-from titok.tasks import resolve_task
-from titok.validity import QUERY_RULES, AnswerSpace, Dropped, QueryRules
+from titok.core.config import SynthConfig
+from titok.core.data import Example
+from titok.eval.tasks import resolve_task
+from titok.models.prompts import prompt_format
+from titok.stages.synth import prompt_echoes
+from titok.stages.validity import QUERY_RULES, AnswerSpace, Dropped, QueryRules
 
 BOOLEAN = [
     Example("not ( True ) and ( True ) is", "False"),
@@ -108,7 +108,7 @@ def test_the_synth_stage_counts_what_it_drops(tiny_models, tmp_path):
     figures = run.run_dir.manifest("synth")["figures"]
     assert figures["answer_space"] == "open"
     assert figures["samples"] == round(run.config.synth.pool_factor * run.config.select.m)
-    from titok.report import build_report, dropped_by_rule
+    from titok.outputs.report import build_report, dropped_by_rule
 
     page = build_report(run.run_dir.root).read_text()
     assert ("Dropped by the validity rules" in page) == bool(figures["dropped"])
@@ -124,7 +124,7 @@ def test_when_nothing_is_valid_the_error_names_the_rules(tiny_models, tmp_path):
     """Boolean seeds: every query must end like them and every answer be True/False; a tiny
     random model writes neither, and the error says which rules dropped its text."""
     from tests.test_pipeline import make_run
-    from titok.errors import GenerationError
+    from titok.core.errors import GenerationError
 
     run = make_run(tiny_models, tmp_path / "run", synth__validity=True, synth__max_rounds=1)
     with pytest.raises(GenerationError, match=r"dropped by rule: \d+ \w+"):

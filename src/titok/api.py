@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from titok.config import TransplantConfig, build_config
+from titok.core.config import TransplantConfig, build_config
 from titok.methods import new_run
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from titok.bench_report import BASE_COLUMNS, render
-from titok.config import (
+from titok.core.config import (
     PAPER_SELECTION,
     TRAIN_PRESETS,
     SelectConfig,
@@ -33,15 +33,15 @@ from titok.config import (
     TransplantConfig,
     merge,
 )
-from titok.data import Example, jsonl_text, pick_seeds
-from titok.errors import ConfigError, did_you_mean
-from titok.evaluation_run import evaluate_on
-from titok.finetune import train_on_examples
+from titok.core.data import Example, jsonl_text, pick_seeds
+from titok.core.errors import ConfigError, did_you_mean
+from titok.core.precision import DtypeSetting, fingerprint_part, resolved_name
+from titok.core.provenance import git_commit
+from titok.core.rundir import RunDir, fingerprint, launch_lock
+from titok.eval.run import evaluate_on
+from titok.eval.tasks import bbh_task_names, resolve_task
 from titok.methods import get_method, new_run
-from titok.precision import DtypeSetting, fingerprint_part, resolved_name
-from titok.provenance import git_commit
-from titok.rundir import RunDir, fingerprint, launch_lock
-from titok.tasks import bbh_task_names, resolve_task
+from titok.stages.real_data import train_on_examples
 from titok.version import __version__
 
 log = logging.getLogger(__name__)

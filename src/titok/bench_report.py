@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from titok.errors import ConfigError, did_you_mean
-from titok.metrics import (
+from titok.core.errors import ConfigError, did_you_mean
+from titok.eval.metrics import (
     Difference,
     constant_answer_level,
     paired_difference,

@@ -1,4 +1,4 @@
-"""Command line: a thin layer over `titok.pipeline`, `titok.methods` and `titok.demo`."""
+"""Command line: a thin layer over `titok.stages.runner`, `titok.methods` and `titok.demo`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from titok.errors import TitokError
+from titok.core.errors import TitokError
 from titok.version import __version__
 
 app = typer.Typer(
@@ -40,7 +40,7 @@ ForceOption = Annotated[
 
 
 def _log_to_file(root: logging.Logger, log_file: Path) -> None:
-    from titok.distributed import launched_as_main
+    from titok.core.distributed import launched_as_main
 
     if not launched_as_main():  # under a launcher one copy of each line, not one a process
         return
@@ -59,7 +59,7 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
     root.addHandler(handler)
     if log_file is not None:  # a command about to work: a log of its own
         _log_to_file(root, log_file)
-        from titok.threads import warn_if_busy
+        from titok.core.threads import warn_if_busy
 
         warn_if_busy()
     for noisy in (
@@ -112,7 +112,7 @@ def _main(
     ] = None,
 ) -> None:
     _setup_logging(quiet)
-    from titok.threads import configure_threads
+    from titok.core.threads import configure_threads
 
     configure_threads(threads)
 
@@ -222,7 +222,7 @@ def transplant(
     ] = False,
 ) -> None:
     """Transplant a LoRA from the source base to the target base (all stages, resumable)."""
-    from titok.config import TransplantConfig, build_config
+    from titok.core.config import TransplantConfig, build_config
     from titok.methods import new_run
 
     flags: dict[str, Any] = {
@@ -280,8 +280,8 @@ def eval_(
     Closed-answer tasks lead with balanced accuracy (a constant answer scores 1/L), beside
     accuracy, chance and the top prediction's share; open-answer tasks with exact match and ROUGE-L.
     """
-    from titok.evaluation_run import run_eval
-    from titok.precision import dtype_setting
+    from titok.core.precision import dtype_setting
+    from titok.eval.run import run_eval
 
     result, folder = run_eval(
         model,
@@ -295,7 +295,7 @@ def eval_(
         data_dir,
         dtype_setting(dtype),
     )
-    from titok.distributed import is_main
+    from titok.core.distributed import is_main
 
     if not is_main():
         return
@@ -412,7 +412,7 @@ def bench(
     bootstrap intervals against TiTok and the vanilla target; cells resume, results render from
     the cells alone (`--render DIR`).
     """
-    from titok.errors import ConfigError
+    from titok.core.errors import ConfigError
 
     if render is not None:
         from titok.bench_report import render as render_cells
@@ -445,8 +445,8 @@ def bench(
         screen_tasks,
         write_report,
     )
+    from titok.core.precision import dtype_setting
     from titok.methods import get_method
-    from titok.precision import dtype_setting
 
     if tasks:
         chosen = [t.strip() for t in tasks.split(",")]
@@ -458,7 +458,7 @@ def bench(
     synth_settings = None
     if synth is not None:  # a bad file fails here, before anything is written
         from titok.bench import BENCH_SYNTH
-        from titok.config import SynthConfig, build_config
+        from titok.core.config import SynthConfig, build_config
 
         synth_settings = build_config(SynthConfig, synth, {}, base=BENCH_SYNTH.model_dump())
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "bench.log")
@@ -500,7 +500,7 @@ def report(
     out: Annotated[Path | None, typer.Option(help="HTML file (default RUN/report.html).")] = None,
 ) -> None:
     """One self-contained HTML page: stages, tokens shaded by excess, alignment, evaluation."""
-    from titok.report import build_report
+    from titok.outputs.report import build_report
 
     print(f"report: {build_report(run, out)}")
 
@@ -522,7 +522,7 @@ def export(
     model-index metadata); --merged saves the target base with the adapter merged in, as a
     transformers directory with its tokenizer and card.
     """
-    from titok.export import export as export_run
+    from titok.outputs.export import export as export_run
 
     card_file, merged_dir = export_run(run, merged, dtype)
     print(f"adapter card: {card_file}")
@@ -540,9 +540,9 @@ def make_task(
     ] = 30,
 ) -> None:
     """Write a generated task's files: facts, a fictional knowledge base; rule, an invented rule to apply to new things (docs/facts.md)."""  # noqa: E501  (one line: the help keeps line breaks)
-    from titok.errors import ConfigError, did_you_mean
-    from titok.facts import make_facts, write_facts
-    from titok.rule import make_rule, write_rule
+    from titok.core.errors import ConfigError, did_you_mean
+    from titok.eval.facts import make_facts, write_facts
+    from titok.eval.rule import make_rule, write_rule
 
     if kind not in ("facts", "rule"):
         raise ConfigError(
@@ -566,7 +566,7 @@ def list_methods() -> None:
     from titok.methods import available
 
     for method in available().values():
-        console.print(f"[bold]{method.name}[/bold]: {method.description}\n    {method.paper}")
+        print(f"{method.name}: {method.description}\n    {method.paper}")  # the result: even -q
 
 
 @app.command()
@@ -594,8 +594,8 @@ def demo(
     dtype: DtypeOption = "auto",
 ) -> None:
     """Train a source LoRA on SmolLM2, move it to Gemma-3 with TiTok and KD, evaluate every row."""
+    from titok.core.precision import dtype_setting
     from titok.demo import DemoSettings, format_summary, run_demo
-    from titok.precision import dtype_setting
 
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "demo.log")
     settings = DemoSettings(
@@ -623,7 +623,7 @@ def main() -> None:
             _interrupted()
         elif isinstance(status, int) and not isinstance(status, bool) and status:
             _exit(status)
-        distributed = sys.modules.get("titok.distributed")  # only a command that used it
+        distributed = sys.modules.get("titok.core.distributed")  # only a command that used it
         if distributed is not None:  # (importing it imports torch: seconds for `titok version`)
             distributed.finish()
     except TitokError as error:
@@ -637,7 +637,7 @@ def main() -> None:
             if message:
                 _report(f"{message} (see `{_usage_command(error)} --help`)")
             _exit(2)
-        from titok.distributed import lost_a_peer
+        from titok.core.distributed import lost_a_peer
 
         if lost_a_peer(error):  # another process failed and said why; this one only stops
             _report("another process of this launch stopped; its error is above")
@@ -664,7 +664,7 @@ def _usage_command(error: BaseException) -> str:
 def _interrupted() -> None:
     """Ctrl-C: one line saying where, and the shell's status 130 (never 0: a script or scheduler
     must not read an interrupted run as a success)."""
-    pipeline = sys.modules.get("titok.pipeline")  # loaded only if a run had started
+    pipeline = sys.modules.get("titok.stages.runner")  # loaded only if a run had started
     stage = pipeline.current_stage() if pipeline else None
     where = f" at {stage}" if stage else ""
     resume = "; rerun the same command to resume" if stage else ""
@@ -693,8 +693,8 @@ def _stopped_by_launcher(signum: int, frame: object) -> None:
 def _report(message: str) -> None:
     """Print an error once per launch, naming the process when there are several."""
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    if processes > 1:  # titok.distributed imports torch: only a launch needs it here
-        from titok.distributed import first_to_report
+    if processes > 1:  # titok.core.distributed imports torch: only a launch needs it here
+        from titok.core.distributed import first_to_report
 
         if not first_to_report():
             return

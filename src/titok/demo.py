@@ -24,19 +24,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from titok.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig
-from titok.data import Example, pick_seeds, write_jsonl
-from titok.errors import ConfigError
-from titok.evaluate import EvalResult
-from titok.evaluation_run import evaluate_on
-from titok.finetune import train_on_examples
+from titok.core.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig
+from titok.core.data import Example, pick_seeds, write_jsonl
+from titok.core.errors import ConfigError
+from titok.core.precision import DtypeSetting, dtype_name
+from titok.core.rundir import RunDir
+from titok.eval.harness import EvalResult
+from titok.eval.metrics import BALANCED, EXACT, Difference, paired_difference
+from titok.eval.run import evaluate_on
+from titok.eval.tasks import TaskSpec, resolve_task
 from titok.methods import new_run
-from titok.metrics import BALANCED, EXACT, Difference, paired_difference
-from titok.models import BUNDLED
-from titok.precision import DtypeSetting, dtype_name
-from titok.report import build_report, verdicts
-from titok.rundir import RunDir
-from titok.tasks import TaskSpec, resolve_task
+from titok.models.loading import BUNDLED
+from titok.outputs.report import build_report, verdicts
+from titok.stages.real_data import train_on_examples
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +302,8 @@ def summarise(
             for other in labels[1:]
         }
     summary["seconds"] = {name: round(s, 1) for name, s in timings.items()}
+    # finished by an earlier demo run, or shared with the other method's run
+    summary["reused"] = [name for name, s in timings.items() if s == 0.0]
     summary["artifacts"] = {
         "source adapter": str(by_name["source expert"].adapter),
         **{
@@ -359,13 +361,13 @@ def format_summary(summary: dict) -> str:
         )
     for name, verdict in summary["verdicts"].items():
         lines.append(f"{name} against target vanilla: {verdict['sentence']}")
-    ran = {name: s for name, s in summary["seconds"].items() if s > 0}
+    reused = summary.get("reused", [])
+    ran = {name: s for name, s in summary["seconds"].items() if name not in reused}
     lines += ["", "time per stage (s):"]
     lines += [f"  {name:<24} {s:>7.1f}" for name, s in ran.items()]
     if "wall_seconds" in summary:
         lines.append(f"  {'the whole demo':<24} {summary['wall_seconds']:>7.1f}")
-    reused = [name for name in summary["seconds"] if name not in ran]
-    if reused:  # finished by an earlier demo run, or shared with the other method's run
+    if reused:
         lines.append(f"  reused: {', '.join(reused)}")
     lines += ["", "artifacts:"] + [f"  {k}: {v}" for k, v in summary["artifacts"].items()]
     return "\n".join(lines)

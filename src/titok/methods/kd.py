@@ -15,14 +15,17 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from titok import excess
-from titok.config import PAPER_SELECTION, TransplantConfig
-from titok.data import Example, read_seeds
-from titok.distributed import is_main
-from titok.errors import RunDirError
-from titok.pipeline import Method, Run, Stage
-from titok.scoring import answer_top_k
-from titok.stages import (
+from titok.core.config import PAPER_SELECTION, TransplantConfig
+from titok.core.data import Example, read_seeds
+from titok.core.distributed import is_main
+from titok.core.errors import RunDirError
+from titok.methods import register_method
+from titok.methods.kd_teacher import TeacherStats, carry_teacher, teacher_positions
+from titok.models.logprobs import answer_top_k
+from titok.models.vocab_map import VocabMap
+from titok.stages import excess
+from titok.stages.runner import Method, Run, Stage
+from titok.stages.standard import (
     ALIGN,
     SCORE,
     SELECT,
@@ -32,9 +35,7 @@ from titok.stages import (
     train_settings,
     training_examples,
 )
-from titok.teacher import TeacherStats, carry_teacher, teacher_positions
-from titok.train import NO_TEACHER
-from titok.vocab_map import VocabMap
+from titok.stages.train import NO_TEACHER
 
 TEACHER_FILE = "teacher.safetensors"
 
@@ -229,3 +230,6 @@ METHODS = (
         own_selection=True,
     ),
 )
+
+for _method in METHODS:
+    register_method(_method)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from titok.pipeline import Method
-from titok.stages import TITOK_STAGES
+from titok.methods import register_method
+from titok.stages.runner import Method
+from titok.stages.standard import TITOK_STAGES
 
-METHOD = Method(
-    name="titok",
-    description="Token-level transfer by contrastive excess (source expert writes the data)",
-    paper="Transfer Token-level Knowledge via Contrastive Excess to Transplant LoRA (ICLR 2026)",
-    stages=TITOK_STAGES,
+METHOD = register_method(
+    Method(
+        name="titok",
+        description="Token-level transfer by contrastive excess (source expert writes the data)",
+        paper="Transfer Token-level Knowledge via Contrastive Excess to Transplant LoRA "
+        "(ICLR 2026)",
+        stages=TITOK_STAGES,
+    )
 )

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from titok.config import PAPER_SELECTION
-from titok.data import read_seeds
-from titok.discriminator import cross_fit
-from titok.pipeline import Method, Run, Stage
-from titok.stages import ALIGN, SCORE, SELECT, SYNTH, TRAIN, file_digest
+from titok.core.config import PAPER_SELECTION
+from titok.core.data import read_seeds
+from titok.methods import register_method
+from titok.methods.translora_discriminator import cross_fit
+from titok.stages.runner import Method, Run, Stage
+from titok.stages.standard import ALIGN, SCORE, SELECT, SYNTH, TRAIN, file_digest
 
 
 def judge_body(run: Run) -> dict[str, Any]:
@@ -76,3 +77,5 @@ METHOD = Method(
     },
     own_selection=True,
 )
+
+register_method(METHOD)

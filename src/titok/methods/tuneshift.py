@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from titok.config import PAPER_SELECTION, TransplantConfig
-from titok.data import Example, read_seeds
-from titok.errors import GenerationError
+from titok.core.config import PAPER_SELECTION, TransplantConfig
+from titok.core.data import Example, read_seeds
+from titok.core.errors import GenerationError
+from titok.methods import register_method
 from titok.methods.kd import TEACHER, TRAIN_KD
-from titok.pipeline import Method, Run, Stage
-from titok.stages import (
+from titok.stages.runner import Method, Run, Stage
+from titok.stages.standard import (
     ALIGN,
     SCORE,
     SELECT,
@@ -35,14 +36,14 @@ from titok.stages import (
     synth_settings,
     write_samples,
 )
-from titok.synth import (
+from titok.stages.synth import (
     answer_all,
     generate_queries,
     query_rules,
     resolve_expert_writing,
     valid_answers,
 )
-from titok.validity import AnswerSpace, Dropped
+from titok.stages.validity import AnswerSpace, Dropped
 
 
 def log_ppl_ratio(run: Run, samples: list[Example]) -> np.ndarray:
@@ -148,3 +149,5 @@ METHOD = Method(
     fixed=_fixed,
     own_selection=True,
 )
+
+register_method(METHOD)

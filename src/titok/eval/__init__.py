@@ -1,0 +1,2 @@
+"""Evaluation: the task registry, the harness call, `titok eval`, metrics and the generated tasks
+(facts, rule)."""

@@ -1,0 +1,41 @@
+"""A transplant method added by registration alone: this module is all of it.
+
+`toy` keeps titok's stages but chooses its samples at random and trains every answer token of
+them (its fixed settings), then adds a stage of its own that writes what it trained on. Loaded
+in-process by importing it, or as a plugin through the `titok.methods` entry point group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from titok.methods import register_method
+from titok.stages.runner import Method, Run, Stage
+from titok.stages.standard import TITOK_STAGES
+
+
+def tally_body(run: Run) -> dict[str, Any]:
+    trained = run.run_dir.read_jsonl("target.jsonl", "align")
+    tokens = sum(sum(1 for value in row["target_mask"] if value > 0) for row in trained)
+    run.run_dir.write_json("toy_tally.json", {"samples": len(trained), "tokens": tokens})
+    return {"samples": len(trained), "tokens": tokens}
+
+
+TALLY = Stage(
+    name="tally",
+    body=tally_body,
+    settings=lambda config: {},
+    outputs=("toy_tally.json",),
+    help="Toy: count the samples and target tokens the adapter was trained on.",
+)
+
+METHOD = register_method(
+    Method(
+        name="toy",
+        description="Random samples, every answer token, then a tally (a plugin's example)",
+        paper="none: tests/plugins/titok_toy_method.py",
+        stages=(*TITOK_STAGES, TALLY),
+        fixed=lambda config: {"select": {"rank_by": "random", "k": 1.0, "novelty": 0.0}},
+        own_selection=True,
+    )
+)
