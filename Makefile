@@ -21,13 +21,17 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/titok demo
 
+# The fast tests run on every core, one torch thread per worker (two 2-thread workers on 2 cores
+# would spin-wait for each other); the slow ones, real models, one at a time with every thread.
+FAST_TESTS := OMP_NUM_THREADS=1 $(BIN)/pytest -q -n auto -m "not slow"
+
 test: install
 	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/pytest -q -m "not slow"
+	$(FAST_TESTS)
 	$(BIN)/pytest -q -m slow
 
 test-fast: install
-	$(BIN)/pytest -q -m "not slow"
+	$(FAST_TESTS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -41,28 +41,32 @@ def test_threads_asked_for_reach_torch_before_it_is_imported():
     assert "THREADS 1" in done.stdout, done.stderr[-2000:]
 
 
-def test_a_busy_machine_is_told_which_count_fits(monkeypatch, caplog):
+def test_on_a_busy_machine_torch_takes_the_free_cores(monkeypatch, caplog):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv(threads.THREADS_ENV, raising=False)
+    chosen = []
+    monkeypatch.setattr(threads, "configure_threads", lambda n, why: chosen.append(n) or n)
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads, "machine_load", lambda: 1.1)
     monkeypatch.setattr(threads, "busy_now", lambda cores: 1.0)
     caplog.set_level(logging.WARNING, logger="titok.core.threads")
-    threads.warn_if_busy()
-    assert "--threads 1 (or TITOK_THREADS=1)" in caplog.text
+    assert threads.fit_threads_to_load() == 1 and chosen == [1]
+    assert "torch uses 1 thread, not 2 (--threads N or TITOK_THREADS=N to choose)" in caplog.text
     caplog.clear()
     monkeypatch.setattr(threads, "busy_now", lambda cores: None)  # no /proc/stat: the load
-    threads.warn_if_busy()
-    assert "--threads 1" in caplog.text
+    assert threads.fit_threads_to_load() == 1
     caplog.clear()
     # the load average lags: a pip install or a run that has just ended leaves it at 1.1 while
-    # the cores are idle now; said nothing (seen before this check at every fresh `make demo`)
+    # the cores are idle now (seen at a fresh clone's `make demo` before this check)
     monkeypatch.setattr(threads, "busy_now", lambda cores: 0.1)
-    threads.warn_if_busy()
-    assert caplog.records == []
+    assert threads.fit_threads_to_load() is None and caplog.records == []
     monkeypatch.setattr(threads, "machine_load", lambda: 0.2)
     monkeypatch.setattr(threads, "busy_now", lambda cores: pytest.fail("not sampled"))
-    threads.warn_if_busy()  # a low load average is believed without sampling
+    assert threads.fit_threads_to_load() is None  # a low load average is believed unsampled
+    # a count given wins, whatever the load
+    monkeypatch.setattr(threads, "machine_load", lambda: 1.9)
+    monkeypatch.setenv(threads.THREADS_ENV, "2")
+    assert threads.fit_threads_to_load() is None and chosen == [1, 1]
     assert caplog.records == []
 
 

@@ -59,9 +59,9 @@ def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
     root.addHandler(handler)
     if log_file is not None:  # a command about to work: a log of its own
         _log_to_file(root, log_file)
-        from titok.core.threads import warn_if_busy
+        from titok.core.threads import fit_threads_to_load
 
-        warn_if_busy()
+        fit_threads_to_load()
     for noisy in (
         "transformers",
         "peft",
