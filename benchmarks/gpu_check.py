@@ -64,7 +64,9 @@ SHAPES: dict[str, dict] = {
 }
 EPOCHS = 1  # of target training: the check times a stage, it does not need a good adapter
 
-STAGE_LINE = re.compile(r"^(\S+ \S+) INFO titok\.pipeline: (\w+): (running|done in|up to date)")
+STAGE_LINE = re.compile(
+    r"^(\S+ \S+) INFO titok\.stages\.runner: (\w+): (running|done in|up to date)"
+)
 
 
 def tokenizers(folder: Path | None) -> dict[str, object]:
