@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from titok.core.errors import ConfigError
 from titok.core.precision import DtypeSetting, dtype_name
 from titok.core.rundir import RunDir
 from titok.eval.harness import EvalResult
-from titok.eval.metrics import BALANCED, EXACT, Difference, paired_difference
+from titok.eval.metrics import Difference, predictions_difference
 from titok.eval.run import evaluate_on
 from titok.eval.tasks import TaskSpec, resolve_task
 from titok.methods import new_run
@@ -126,19 +125,25 @@ def row_folder(out: Path, name: str) -> Path:
 
 
 def transplant_config(
-    settings: DemoSettings, recipe: Recipe, method: str, adapter: Path, files: dict
+    settings: DemoSettings,
+    recipe: Recipe,
+    method: str,
+    adapter: Path,
+    seeds: Path,
+    queries: Path | None,
+    m: int,
 ) -> TransplantConfig:
     return TransplantConfig(
         method=method,
         source_base=SOURCE,
         source_adapter=str(adapter),
         target_base=TARGET,
-        seeds=str(files["seeds"]),
-        queries=str(files["queries"]) if recipe.external_queries else None,
+        seeds=str(seeds),
+        queries=str(queries) if queries else None,
         seed=settings.seed,
         dtype=settings.dtype,
         synth=recipe.synth,
-        select=SelectConfig(m=settings.m or recipe.m or files["m"], k=settings.k),
+        select=SelectConfig(m=m, k=settings.k),
         train=recipe.train,
     )
 
@@ -152,12 +157,13 @@ def run_demo(settings: DemoSettings) -> dict:
     timings: dict[str, float] = {}
     run_dir = RunDir(settings.out).create()
     train, test = task.split(recipe.test_share, settings.seed)
-    facts = len(test)  # facts: one test question per fact, and one kept sample per fact
+    # facts: one test question per fact, and by default one kept sample per fact
+    m = settings.m or recipe.m or len(test)
     test = test[: settings.test_limit] if settings.test_limit else test
-    files = {"seeds": run_dir.path("seeds.jsonl"), "queries": run_dir.path("queries.jsonl")}
-    write_jsonl(files["seeds"], pick_seeds(train, 5, settings.seed))
+    seeds, queries = run_dir.path("seeds.jsonl"), None
+    write_jsonl(seeds, pick_seeds(train, 5, settings.seed))
     if recipe.external_queries:  # the training questions without answers: a user's query logs
-        run_dir.write_jsonl("queries.jsonl", [{"query": e.query} for e in train])
+        queries = run_dir.write_jsonl("queries.jsonl", [{"query": e.query} for e in train])
 
     started, before = time.perf_counter(), run_dir.manifest("source_adapter")
     adapter = train_on_examples(
@@ -173,7 +179,7 @@ def run_demo(settings: DemoSettings) -> dict:
 
     runs = {}
     for method in recipe.methods:
-        config = transplant_config(settings, recipe, method, adapter, {**files, "m": facts})
+        config = transplant_config(settings, recipe, method, adapter, seeds, queries, m)
         run = new_run(config, settings.out / method)
         run.save_config()
         siblings = [settings.out / other for other in recipe.methods if other != method]
@@ -229,17 +235,6 @@ def evaluation_rows(task: TaskSpec, rows: list[Row]) -> list[dict]:
     return out
 
 
-def method_difference(a: Row, b: Row) -> Difference:
-    """A − B on the headline metric, paired by test question (95% bootstrap)."""
-    metric = a.result.headline
-    return paired_difference(
-        [float(p["correct"]) for p in a.result.predictions],
-        [float(p["correct"]) for p in b.result.predictions],
-        [p["target"] for p in a.result.predictions],
-        BALANCED if metric == BALANCED else EXACT,
-    )
-
-
 def summarise(
     settings: DemoSettings,
     task: TaskSpec,
@@ -293,13 +288,18 @@ def summarise(
             if by_name[name].model == TARGET  # the expert's is its own training, not a transplant
         },
     }
-    labels = [f"target + {METHOD_LABELS.get(m, m)}" for m in recipe.methods]
-    if len(labels) > 1:  # TiTok against each other method, on the same questions
+    first_label, *others = [METHOD_LABELS.get(m, m) for m in recipe.methods]
+    if others:  # TiTok against each other method, on the same questions
+        ours = by_name[f"target + {first_label}"].result
         summary["comparisons"] = {
-            f"{_method(labels[0])} − {_method(other)}": _difference_dict(
-                method_difference(by_name[labels[0]], by_name[other])
+            f"{first_label} − {other}": _difference_dict(
+                predictions_difference(
+                    ours.predictions,
+                    by_name[f"target + {other}"].result.predictions,
+                    ours.headline,
+                )
             )
-            for other in labels[1:]
+            for other in others
         }
     summary["seconds"] = {name: round(s, 1) for name, s in timings.items()}
     # finished by an earlier demo run, or shared with the other method's run
@@ -315,10 +315,6 @@ def summarise(
         ),
     }
     return summary
-
-
-def _method(row_name: str) -> str:
-    return row_name.removeprefix("target + ")
 
 
 def _difference_dict(difference: Difference) -> dict:
@@ -349,7 +345,7 @@ def format_summary(summary: dict) -> str:
     ]
     for name, r in summary["results"].items():
         share = r.get("share_of_expert")
-        shown = f"{share:.0%}" if share is not None and math.isfinite(share) else ""
+        shown = f"{share:.0%}" if share is not None else ""
         lines.append(f"{name:<18} {interval(r['value'], r['stderr']):>30} {shown:>14}")
     if summary.get("chance") is not None:
         lines.append(f"{'chance':<18} {summary['chance']:>30.3f}   (one answer to everything)")

@@ -22,19 +22,17 @@ log = logging.getLogger(__name__)
 THREADS_ENV = "TITOK_THREADS"
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity: a container's or taskset's share)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _affinity() -> set[int]:
+    """The CPUs this process may run on (a container's or taskset's share)."""
     try:
         return set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
+    except (AttributeError, OSError):  # not on Linux
         return set(range(os.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    """How many cores this process may run on (its CPU affinity)."""
+    return len(_affinity())
 
 
 def machine_load() -> float:

@@ -272,6 +272,20 @@ def paired_difference(
     return Difference(value, float(interval.low), float(interval.high), pair.n)
 
 
+def predictions_difference(
+    a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], metric: str
+) -> Difference:
+    """`paired_difference` of two models' per-example predictions (each with `correct` and
+    `target`, the same examples in the same order), on `metric` (balanced accuracy, else exact
+    match)."""
+    return paired_difference(
+        [float(p["correct"]) for p in a],
+        [float(p["correct"]) for p in b],
+        [p["target"] for p in a],
+        BALANCED if metric == BALANCED else EXACT,
+    )
+
+
 def pooled_difference(
     tasks: Sequence[tuple[Any, ...]],
     *,

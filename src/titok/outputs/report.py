@@ -21,7 +21,7 @@ import jinja2
 import numpy as np
 import yaml
 
-from titok.eval.metrics import BALANCED, EXACT, Difference, paired_difference, transfer_verdict
+from titok.eval.metrics import Difference, predictions_difference, transfer_verdict
 from titok.methods import open_run
 from titok.stages.align import align_offsets, token_offsets
 from titok.stages.card import evaluations
@@ -183,18 +183,12 @@ def verdicts(rows: list[dict[str, Any]]) -> list[Verdict]:
             continue  # not the same examples in the same order: no pairing
         if any(p.get("correct") is None for p in a + b):
             continue
-        metric = with_adapter["metric"]
-        difference = paired_difference(
-            [float(p["correct"]) for p in a],
-            [float(p["correct"]) for p in b],
-            [p["target"] for p in a],
-            BALANCED if metric == BALANCED else EXACT,
-        )
+        difference = predictions_difference(a, b, with_adapter["metric"])
         found.append(
             Verdict(
                 with_adapter["name"],
                 with_adapter["task"],
-                metric,
+                with_adapter["metric"],
                 with_adapter["value"],
                 with_adapter["stderr"],
                 vanilla["value"],
