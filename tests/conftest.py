@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+import titok.methods  # noqa: F401  (registers every method and its settings sections)
 from tests.common import random_lora, tiny_gemma, tiny_llama, write_seeds
 
 

@@ -163,6 +163,37 @@ CASES = [
         transplant_with(select__k=1.5),
         r"'select\.k': Input should be less than or equal to 1",
     ),
+    Case(
+        "a method's setting out of range",
+        transplant_with(method="kd", kd__kl_weight=2),
+        r"'kd\.kl_weight': Input should be less than or equal to 1",
+    ),
+    Case(
+        "unknown settings section",
+        transplant_with(kdd={"kl_weight": 0.3}),
+        r"unknown key 'kdd' \(did you mean 'kd'\?\)",
+    ),
+    Case(
+        "--set without a value",
+        lambda settings, folder: [
+            *transplant_with()(settings, folder),
+            *("--set", "kd.kl_weight"),
+        ],
+        r"--set 'kd\.kl_weight': expected NAME=VALUE with a dotted setting name",
+    ),
+    Case(
+        "--set of an unknown setting",
+        lambda settings, folder: [
+            *transplant_with()(settings, folder),
+            *("--set", "select.kk=0.5"),
+        ],
+        r"unknown key 'select\.kk' \(did you mean 'k'\?\)",
+    ),
+    Case(
+        "settings of an unknown section",
+        command("settings", "selct"),
+        r"no settings section 'selct' \(did you mean 'select'\?\)",
+    ),
     Case("missing setting", transplant_with(source_base=None), r"missing setting 'source_base'"),
     Case(
         "unknown method",

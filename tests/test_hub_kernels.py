@@ -14,7 +14,7 @@ import pytest
 import transformers.modeling_utils
 
 from tests.test_pipeline import make_run
-from titok.methods.translora_discriminator import load_classifier
+from titok.methods.translora.discriminator import load_classifier
 from titok.models.loading import load_model
 
 

@@ -16,8 +16,8 @@ from tests.common import gemma_tokenizer, smol_tokenizer, tiny_llama
 from tests.test_pipeline import make_run, rows, tiny_settings
 from titok.core.config import TrainConfig
 from titok.methods import available
-from titok.methods.kd_teacher import teacher_positions
-from titok.methods.translora_discriminator import p_real, train_discriminator
+from titok.methods.kd.teacher import teacher_positions
+from titok.methods.translora.discriminator import p_real, train_discriminator
 from titok.models.vocab_map import UNMAPPED, VocabMap
 from titok.stages.train import NO_TEACHER, distill_loss, top_k_kl, weighted_nll
 

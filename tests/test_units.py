@@ -106,6 +106,67 @@ def test_out_of_range_and_unknown_method(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_registered_section_is_a_validated_setting_of_its_own():
+    """What a method's `register_section` gives: YAML key, defaults, bounds, dump order, and
+    nothing left behind once dropped."""
+    from pydantic import Field
+
+    from titok.core.config import Settings, drop_section, register_section, sections
+
+    class Extra(Settings):
+        weight: float = Field(0.25, ge=0.0, le=1.0, description="a weight")
+
+    register_section("extra", Extra, "a test's section")
+    try:
+        assert sections()["extra"] is Extra
+        config = build_config(TransplantConfig, None, {**REQUIRED, "extra": {"weight": 0.5}})
+        assert config.extra.weight == 0.5
+        assert list(config.model_dump())[-1] == "extra"  # after titok's and the methods'
+        assert build_config(TransplantConfig, None, REQUIRED).extra.weight == 0.25
+        with pytest.raises(ConfigError, match=r"'extra\.weight': Input should be less"):
+            build_config(TransplantConfig, None, {**REQUIRED, "extra": {"weight": 2}})
+        with pytest.raises(ConfigError, match=r"unknown key 'extra\.wieght'.*'weight'"):
+            build_config(TransplantConfig, None, {**REQUIRED, "extra": {"wieght": 2}})
+        register_section("extra", Extra, "again")  # the same section again: nothing changes
+        with pytest.raises(ConfigError, match="a settings section named 'select' exists"):
+            register_section("select", Extra, "a clash")
+    finally:
+        drop_section("extra")
+    assert "extra" not in sections()
+    with pytest.raises(ConfigError, match="unknown key 'extra'"):
+        build_config(TransplantConfig, None, {**REQUIRED, "extra": {"weight": 0.5}})
+
+
+def test_set_assignments_nest_and_read_values_as_yaml():
+    from titok.core.config import assignments
+
+    assert assignments(["kd.kl_weight=0.3", "select.k=1", "synth.instruction=Ask: why?"]) == {
+        "kd": {"kl_weight": 0.3},
+        "select": {"k": 1},
+        "synth": {"instruction": "Ask: why?"},
+    }
+    assert assignments(["train.target_modules=[q_proj, v_proj]"]) == {
+        "train": {"target_modules": ["q_proj", "v_proj"]}
+    }
+    for bad in ("kd.kl_weight", "=3", "kd..top_k=3"):
+        with pytest.raises(ConfigError, match="expected NAME=VALUE"):
+            assignments([bad])
+
+
+def test_the_core_settings_know_no_method_section():
+    """titok's core settings are synth, score, select, train: the rest is the methods' own."""
+    import ast
+
+    source = Path(__file__).parents[1] / "src/titok/core/config.py"
+    classes = {
+        n.name for n in ast.walk(ast.parse(source.read_text())) if isinstance(n, ast.ClassDef)
+    }
+    assert not classes & {"KDConfig", "DiscriminatorConfig", "TuneShiftConfig"}
+    from titok.core.config import sections
+
+    assert {"kd", "discriminator", "tuneshift"} <= set(sections())  # registered by the methods
+
+
 def test_seed_file_errors_name_file_and_line(tmp_path):
     path = tmp_path / "seeds.jsonl"
     path.write_text('{"query": "q", "answer": "a"}\n{"query": "q2"}\n')
@@ -306,7 +367,7 @@ def test_teacher_figures_say_how_sure_the_teacher_is():
     import numpy as np
     import torch
 
-    from titok.methods.kd_teacher import TeacherStats, carry_teacher
+    from titok.methods.kd.teacher import TeacherStats, carry_teacher
 
     def top(rows: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.tensor([[1, 2, 3]] * len(rows))

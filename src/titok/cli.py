@@ -182,8 +182,14 @@ def transplant(
     query_writer: Annotated[
         str | None, typer.Option(help="Who writes the queries: source, target or seeds.")
     ] = None,
-    kl_weight: Annotated[
-        float | None, typer.Option(help="KD methods: weight of the KL term (kd.kl_weight).")
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any setting as SECTION.NAME=VALUE (VALUE read as YAML), e.g. --set "
+            "kd.kl_weight=0.3 or --set synth.temperature=0.8; repeatable, wins over --config "
+            "and the flags above. `titok settings` lists every section and setting.",
+        ),
     ] = None,
     train_preset: Annotated[
         str | None,
@@ -222,7 +228,7 @@ def transplant(
     ] = False,
 ) -> None:
     """Transplant a LoRA from the source base to the target base (all stages, resumable)."""
-    from titok.core.config import TransplantConfig, build_config
+    from titok.core.config import TransplantConfig, assignments, build_config, merge
     from titok.methods import new_run
 
     flags: dict[str, Any] = {
@@ -237,10 +243,9 @@ def transplant(
         "dtype": dtype,
         "select": {"k": k, "m": m, "rank_by": rank_by},
         "synth": {"pool_factor": pool_factor, "query_writer": query_writer},
-        "kd": {"kl_weight": kl_weight},
         "train": {"preset": train_preset, "epochs": epochs, "lr": lr, "r": lora_r},
     }
-    settings = build_config(TransplantConfig, config, flags)
+    settings = build_config(TransplantConfig, config, merge(flags, assignments(set_ or [])))
     run = new_run(settings, out)
     run.save_config(overwrite, keep_work=not update)
     _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "run.log")
@@ -566,7 +571,24 @@ def list_methods() -> None:
     from titok.methods import available
 
     for method in available().values():
-        print(f"{method.name}: {method.description}\n    {method.paper}")  # the result: even -q
+        stages = " → ".join(stage.name for stage in method.stages)
+        # the result: printed even under -q
+        print(f"{method.name}: {method.description}\n    {method.paper}\n    stages: {stages}")
+
+
+@app.command("settings", rich_help_panel=MORE)
+def list_settings(
+    section: Annotated[
+        str | None, typer.Argument(help="Only this section (synth, select, kd, ...).")
+    ] = None,
+) -> None:
+    """List every setting (YAML key or --set NAME=VALUE), its default and what it does."""
+    from titok.core.config import TransplantConfig, describe_settings
+    from titok.methods import available
+
+    available()  # the methods' own sections (plugins' too)
+    for name, default, text in describe_settings(TransplantConfig, section):
+        print(f"{name} = {default}\n    {text}")
 
 
 @app.command()

@@ -10,13 +10,16 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from titok.core.batching import AUTO, BatchSetting
 from titok.core.errors import ConfigError, did_you_mean
 from titok.core.precision import DtypeSetting
 
 
-class _Settings(BaseModel):
+class Settings(BaseModel):
+    """A section of settings: unknown keys are errors; a method's own sections subclass it."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     # Settings added after runs and bench cells were made, each with the value that behaves as
     # titok did before it existed: left out of fingerprints while they hold that value, so what
@@ -33,7 +36,7 @@ class _Settings(BaseModel):
         return data
 
 
-class SynthConfig(_Settings):
+class SynthConfig(Settings):
     """SPEC §2.1: the source expert writes queries from the seeds, then answers them."""
 
     ADDED_LATER: ClassVar[dict[str, Any]] = {
@@ -143,7 +146,7 @@ class SynthConfig(_Settings):
     )
 
 
-class ScoreConfig(_Settings):
+class ScoreConfig(Settings):
     """SPEC §2.2: contrastive excess, adapter on minus adapter off, one copy of the weights."""
 
     batch_size: BatchSetting = Field(
@@ -164,7 +167,15 @@ class ScoreConfig(_Settings):
 PAPER_SELECTION: dict[str, Any] = {"unit": "token", "novelty": 0.0}
 
 
-class SelectConfig(_Settings):
+def every_token(rank_by: str) -> dict[str, Any]:
+    """The select settings of a method that trains every answer token of the M samples it
+    ranks by `rank_by` (the baselines): k 1, the end token always, the paper's selection pinned
+    (novelty and unit do nothing then; pinned so their stages do not move with titok's defaults).
+    """
+    return {"k": 1.0, "rank_by": rank_by, "end_token": "always", **PAPER_SELECTION}
+
+
+class SelectConfig(Settings):
     """SPEC §2.3: keep the top-M samples by mean excess, then the top-k tokens in each."""
 
     ADDED_LATER: ClassVar[dict[str, Any]] = {
@@ -252,7 +263,7 @@ def preset_for(parameters: int) -> str:
     return "small" if parameters < SMALL_BELOW else "paper"
 
 
-class TrainConfig(_Settings):
+class TrainConfig(Settings):
     """SPEC §2.5: a fresh LoRA on the frozen target, NLL on the selected tokens only."""
 
     preset: Literal["auto", "paper", "small", "tiny"] = Field(
@@ -343,74 +354,7 @@ class TrainConfig(_Settings):
             )
 
 
-class KDConfig(_Settings):
-    """SPEC §3: distillation from the source expert's next-token distributions."""
-
-    kl_weight: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="Loss = (1 − kl_weight)·cross-entropy + kl_weight·KL(teacher ‖ student).",
-    )
-    top_k: int = Field(
-        20,
-        ge=1,
-        description="Teacher log-probs stored per token (its top-k; both distributions are "
-        "renormalised over them). Full distributions would not fit: Gemma-3 has 262,144 tokens.",
-    )
-    vocab_map: Literal["exact", "mined"] = Field(
-        "exact",
-        description="Across tokenizers, how a teacher token becomes a target token: 'exact' (same "
-        "text, others dropped) or 'mined' (minimum edit distance, FuseLLM). Same tokenizer: "
-        "identity either way.",
-    )
-    kl_tokens: Literal["all", "selected"] = Field(
-        "all",
-        description="Where the KL term applies: 'all' answer tokens that have a teacher (KD) or "
-        "only the tokens the selection kept (TiTok + KD: the cross-entropy and the KL both on "
-        "TiTok's top-k tokens).",
-    )
-
-
-class DiscriminatorConfig(_Settings):
-    """TransLoRA's filter: a LoRA classifier on the source base, real examples vs synthetic."""
-
-    real: str | None = Field(
-        None, description="JSONL of extra real {query, answer} examples (the seeds always count)."
-    )
-    folds: int = Field(
-        2,
-        ge=2,
-        description="Cross-fitting: the pool is split in this many parts, and each part is "
-        "judged by a discriminator that did not see it as a negative example.",
-    )
-    train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(
-            r=8, alpha=16, lr=5e-4, epochs=3, batch_size=8, target_modules=None, max_length=384
-        ),
-        description="Training settings of the classifier LoRA.",
-    )
-
-
-class TuneShiftConfig(_Settings):
-    """TuneShift-KD's iterative prompt generation (arXiv 2603.24518)."""
-
-    rounds: int = Field(
-        3,
-        ge=1,
-        description="Generation rounds; each draws pool/rounds prompts, the first from the "
-        "seeds, the next from the prompts kept so far.",
-    )
-    keep_fraction: float = Field(
-        0.5,
-        gt=0.0,
-        le=1.0,
-        description="Share of each round's prompts kept: those with the highest perplexity ratio "
-        "(expert answer under the source base ÷ under the source expert).",
-    )
-
-
-class TransplantConfig(_Settings):
+class TransplantConfig(Settings):
     """Everything `titok transplant` needs; saved resolved in the run directory."""
 
     source_base: str = Field(description="Model the source adapter was trained on.")
@@ -448,9 +392,7 @@ class TransplantConfig(_Settings):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    kd: KDConfig = Field(default_factory=KDConfig)
-    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
-    tuneshift: TuneShiftConfig = Field(default_factory=TuneShiftConfig)
+    # after these, the sections methods add (`register_section`), in the order they were added
 
     @classmethod
     def from_saved(cls, data: dict[str, Any]) -> TransplantConfig:
@@ -463,6 +405,86 @@ class TransplantConfig(_Settings):
             if later and isinstance(filled.get(name), dict):
                 filled[name] = {**later, **filled[name]}
         return cls.model_validate(filled)
+
+
+def register_section(name: str, settings: type[Settings], description: str) -> None:
+    """Give `TransplantConfig` a section of a method's own settings: `name:` in YAML and in the
+    saved config, `config.<name>` in code, validated (unknown keys, bounds) like titok's own.
+
+    A method's module calls it when imported (`titok.methods`), so titok's core knows no
+    method's settings. Sections follow titok's own in the order they were added; adding the same
+    one again does nothing.
+    """
+    fields = TransplantConfig.__pydantic_fields__
+    known = fields.get(name)
+    if known is not None:
+        if known.annotation is settings:
+            return
+        raise ConfigError(
+            f"a settings section named '{name}' exists already ({known.annotation}): name the "
+            f"section of {settings.__name__} otherwise"
+        )
+    fields[name] = FieldInfo.from_annotated_attribute(
+        settings, Field(default_factory=settings, description=description)
+    )
+    TransplantConfig.model_rebuild(force=True)  # validation and dumps now include the section
+
+
+def drop_section(name: str) -> None:
+    """Take a section `register_section` added out again (tests of a plugin clean up with it)."""
+    if TransplantConfig.__pydantic_fields__.pop(name, None) is not None:
+        TransplantConfig.model_rebuild(force=True)
+
+
+def sections() -> dict[str, type[Settings]]:
+    """Every settings section of `TransplantConfig` (titok's and the methods'), by name."""
+    return {
+        name: field.annotation
+        for name, field in TransplantConfig.__pydantic_fields__.items()
+        if _is_section(field.annotation)
+    }
+
+
+def describe_settings(
+    model: type[BaseModel], section: str | None = None
+) -> list[tuple[str, str, str]]:
+    """(dotted name, default, description) of every setting of `model`, sections flattened;
+    only `section`'s when given (a ConfigError with the nearest name if there is none)."""
+    fields = model.model_fields
+    if section is None:
+        return _described(model, None, "")
+    found = {n: f for n, f in fields.items() if _is_section(f.annotation)}
+    if section not in found:
+        raise ConfigError(
+            f"no settings section '{section}'{did_you_mean(section, found)}; the sections: "
+            f"{', '.join(found)}"
+        )
+    field = found[section]
+    return _described(field.annotation, field.get_default(call_default_factory=True), section + ".")
+
+
+def _described(
+    model: type[BaseModel], defaults: BaseModel | None, prefix: str
+) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        # a section's defaults are its default instance's (a nested TrainConfig has its own)
+        if defaults is not None:
+            value: Any = getattr(defaults, name)
+        elif field.is_required():
+            value = None
+        else:
+            value = field.get_default(call_default_factory=True)
+        if _is_section(field.annotation):
+            rows += _described(field.annotation, value, f"{prefix}{name}.")
+        else:
+            shown = "(required)" if defaults is None and field.is_required() else repr(value)
+            rows.append((f"{prefix}{name}", shown, field.description or ""))
+    return rows
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Settings)
 
 
 def _explain(error: ValidationError, model: type[BaseModel], origin: str) -> ConfigError:
@@ -502,6 +524,32 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def assignments(items: list[str]) -> dict[str, Any]:
+    """`--set` arguments (`section.name=value`, the value read as YAML) as nested settings."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        path, equals, text = item.partition("=")
+        names = path.strip().split(".")
+        if not equals or not all(names):
+            raise ConfigError(
+                f"--set {item!r}: expected NAME=VALUE with a dotted setting name, e.g. "
+                "--set select.k=0.5 or --set kd.kl_weight=0.3"
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text  # not YAML: the text itself, validated as the setting's type
+        if isinstance(value, dict) and not text.lstrip().startswith("{"):
+            value = text  # "Ask: why?" is a sentence, not a mapping (write {a: 1} for one)
+        level = nested
+        for name in names[:-1]:
+            level = level.setdefault(name, {})
+            if not isinstance(level, dict):
+                raise ConfigError(f"--set {item!r}: '{name}' was given a value before")
+        level[names[-1]] = value
+    return nested
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
@@ -520,7 +568,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(
-    model: type[_Settings],
+    model: type[Settings],
     yaml_path: str | Path | None,
     flags: dict[str, Any],
     base: dict[str, Any] | None = None,

@@ -3,9 +3,12 @@
 `titok methods` lists them; `--method NAME` picks one. A method fixes the settings that define it
 (e.g. KD trains every token of a random M samples); everything else stays the user's.
 
-A method is one module that builds a `Method` and passes it to `register_method` when imported:
-titok's own are the modules in `BUILTIN`; another package adds its own through the entry point
-group `titok.methods` (each entry names a module to import), with nothing edited here.
+A method is one module or folder that builds a `Method` and passes it to `register_method` when
+imported, with its own settings section (`titok.core.config.register_section`) and its own
+stages: titok's own are the packages in `BUILTIN`; another package adds its own through the entry
+point group `titok.methods` (each entry names a module to import), with nothing edited here.
+Importing this package registers them all, so their settings sections validate wherever a
+`TransplantConfig` is read.
 """
 
 from __future__ import annotations
@@ -74,3 +77,6 @@ def new_run(config: TransplantConfig, out: str | Path) -> Run:
 def open_run(path: str | Path) -> Run:
     """The transplant of an existing run directory, with the settings saved in it."""
     return Run.open(path, get_method)
+
+
+_load()  # every method and its settings section, before anyone reads a config with them

@@ -173,14 +173,11 @@ class Run:
 
     def size_training(self) -> None:
         """Fill the train settings left to their preset (`train.preset`): the target LoRA's by
-        the target's size, the TransLoRA discriminator's by the source base's. Once per run,
-        before anything is fingerprinted; the saved config holds the values."""
+        the target's size, and the method's own (`Method.sized`). Once per run, before anything
+        is fingerprinted; the saved config holds the values."""
         c = self.config
         train = sized_training(c.train, c.target_base, "train")
-        judge = c.discriminator.model_copy(
-            update={"train": sized_training(c.discriminator.train, c.source_base, "discriminator")}
-        )
-        self.config = c.model_copy(update={"train": train, "discriminator": judge})
+        self.config = self.method.sized(c.model_copy(update={"train": train}))
 
     def size_batches(self) -> None:
         """Resolve `auto` batch sizes (`titok.core.batching.auto_batch_size`): the CPU's usual
@@ -258,8 +255,7 @@ class Run:
                     f"{len(queries) // 2 or 1} (half the file leaves room for the filters) "
                     "or a longer file"
                 )
-        if c.discriminator.real:
-            read_seeds(c.discriminator.real)
+        self.method.check(c)
         if c.load_in_4bit:
             check_4bit()
         check_adapter_file(self.source_adapter_dir)
@@ -539,6 +535,14 @@ def _nothing(config: TransplantConfig) -> dict[str, Any]:
     return {}
 
 
+def _as_given(config: TransplantConfig) -> TransplantConfig:
+    return config
+
+
+def _no_inputs(config: TransplantConfig) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -550,6 +554,12 @@ class Method:
     # Whether the method chooses samples and tokens its own way (its `fixed` settings pin the
     # selection options, e.g. random samples and every token) instead of TiTok's selection.
     own_selection: bool = False
+    # The method's own settings left to presets, filled once per run before anything is
+    # fingerprinted (e.g. TransLoRA sizes its discriminator by the source base).
+    sized: Callable[[TransplantConfig], TransplantConfig] = field(default=_as_given)
+    # The method's own inputs read before any work, so a bad one fails early (e.g. TransLoRA's
+    # extra real examples); raises a TitokError.
+    check: Callable[[TransplantConfig], None] = field(default=_no_inputs)
 
     def configure(self, config: TransplantConfig) -> TransplantConfig:
         """`config` with the method's own settings applied (a warning for each flag overridden)."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ import numpy as np
 from titok.core.config import TransplantConfig
 from titok.core.data import Example, read_queries, read_seeds
 from titok.core.distributed import is_main, wait_for_everyone
-from titok.core.errors import GenerationError, RunDirError
+from titok.core.errors import ConfigError, GenerationError, RunDirError
 from titok.core.journal import BatchJournal
 from titok.core.precision import fingerprint_part
 from titok.models.loading import adapter_dir, model_reference
@@ -170,12 +172,13 @@ SCORE = Stage(
 
 
 # -- select -------------------------------------------------------------------------------------
-def sample_scores(run: Run, rows: list[dict]) -> list[float]:
-    """What the samples are ranked by: their mean excess, or a discriminator's P(real)."""
-    if run.config.select.rank_by != "discriminator":
-        return [r["mean_excess"] for r in rows]
-    judged = {r["id"]: r["p_real"] for r in run.run_dir.read_jsonl("discriminator.jsonl", "judge")}
-    return [judged[r["id"]] for r in rows]
+def mean_excess(run: Run, rows: list[dict]) -> list[float]:
+    """TiTok's sample score: each sample's mean excess over its answer's text tokens."""
+    return [r["mean_excess"] for r in rows]
+
+
+# What a select stage ranks the pool by (`select_stage`): one score per scored row, higher first.
+SampleScores = Callable[[Run, list[dict]], list[float]]
 
 
 def token_mask(run: Run, row: dict) -> np.ndarray:
@@ -205,8 +208,13 @@ def answer_pieces(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[st
     return pieces
 
 
-def select_body(run: Run) -> dict[str, Any]:
+def select_body(run: Run, sample_scores: SampleScores = mean_excess) -> dict[str, Any]:
     c = run.config.select
+    if c.rank_by == "discriminator" and sample_scores is mean_excess:
+        raise ConfigError(
+            f"select.rank_by 'discriminator' ranks by a judge stage, and method "
+            f"'{run.config.method}' has none: use --method translora, or rank_by excess or random"
+        )
     rows = run.run_dir.read_jsonl("scored.jsonl", "score")
     if len(rows) < c.m:
         raise GenerationError(
@@ -251,12 +259,20 @@ def select_body(run: Run) -> dict[str, Any]:
     }
 
 
-SELECT = Stage(
-    "select",
-    select_body,
-    lambda c: (c.select.fingerprint_settings(), c.seed),
-    ("selected.jsonl",),
-    "Stage 3: top-M samples (by mean excess), top-k% tokens in each.",
+def select_stage(sample_scores: SampleScores, help: str) -> Stage:
+    """A select stage that ranks the pool by `sample_scores` (a method's own judge, say) when
+    `select.rank_by` is not 'random'; the rest of the selection is TiTok's."""
+    return Stage(
+        "select",
+        partial(select_body, sample_scores=sample_scores),
+        lambda c: (c.select.fingerprint_settings(), c.seed),
+        ("selected.jsonl",),
+        help,
+    )
+
+
+SELECT = select_stage(
+    mean_excess, "Stage 3: top-M samples (by mean excess), top-k% tokens in each."
 )
 
 
@@ -361,8 +377,11 @@ def train_progress(run: Run) -> dict[str, int]:
     return {"checkpoint_step": Checkpoints.step_of(newest)} if newest else {}
 
 
-def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:
-    """Train the target LoRA on `examples` and move it, with its model card, into place."""
+def train_and_save(
+    run: Run, examples: list[TrainExample], kl_weight: float = 0.0
+) -> dict[str, Any]:
+    """Train the target LoRA on `examples` and move it, with its model card, into place;
+    examples with a teacher (KD's stages) are trained with `kl_weight` of KL to it."""
     folder = checkpoint_folder(run)
     model, figures = train_lora(
         run.target_model(),
@@ -371,7 +390,7 @@ def train_and_save(run: Run, examples: list[TrainExample]) -> dict[str, Any]:
         pad_id=run.target_tokenizer.pad_token_id,
         seed=run.config.seed,
         desc="training target LoRA",
-        kl_weight=run.config.kd.kl_weight,
+        kl_weight=kl_weight,
         checkpoints=Checkpoints(folder, run.config.train.checkpoint_every),
     )
     if is_main():  # the processes hold the same weights after data-parallel training

@@ -1,7 +1,4 @@
-"""TransLoRA (Wang et al. 2024, arXiv 2405.17258): the vanilla target writes the queries, the source
-expert answers them, a discriminator on the source base keeps the most real-looking samples, and
-the target LoRA is trained on every token of what is kept.
-"""
+"""TransLoRA's own stages: the discriminator judges the pool; select keeps what it finds real."""
 
 from __future__ import annotations
 
@@ -9,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from titok.core.config import PAPER_SELECTION
+from titok.core.config import TransplantConfig
 from titok.core.data import read_seeds
-from titok.methods import register_method
-from titok.methods.translora_discriminator import cross_fit
-from titok.stages.runner import Method, Run, Stage
-from titok.stages.standard import ALIGN, SCORE, SELECT, SYNTH, TRAIN, file_digest
+from titok.methods.translora.config import DiscriminatorConfig  # noqa: F401  (its section)
+from titok.methods.translora.discriminator import cross_fit
+from titok.models.loading import sized_training
+from titok.stages.runner import Run, Stage
+from titok.stages.standard import file_digest, select_stage
 
 
 def judge_body(run: Run) -> dict[str, Any]:
@@ -65,17 +63,26 @@ JUDGE = Stage(
     "TransLoRA: a LoRA classifier on the source base judges how real each sample looks.",
 )
 
-METHOD = Method(
-    name="translora",
-    description="The vanilla target writes queries, the expert answers, a discriminator filters",
-    paper="Wang et al. 2024, Trans-LoRA: towards data-free Transferable Parameter Efficient "
-    "Finetuning (arXiv 2405.17258)",
-    stages=(SYNTH, SCORE, JUDGE, SELECT, ALIGN, TRAIN),
-    fixed=lambda c: {
-        "synth": {"query_writer": "target"},
-        "select": {"k": 1.0, "rank_by": "discriminator", "end_token": "always", **PAPER_SELECTION},
-    },
-    own_selection=True,
+
+def judged_real(run: Run, rows: list[dict]) -> list[float]:
+    """Each scored sample's P(real) by the judge stage's discriminator."""
+    judged = {r["id"]: r["p_real"] for r in run.run_dir.read_jsonl("discriminator.jsonl", "judge")}
+    return [judged[r["id"]] for r in rows]
+
+
+SELECT_BY_JUDGE = select_stage(
+    judged_real, "TransLoRA: the M samples the discriminator finds most real, every token."
 )
 
-register_method(METHOD)
+
+def sized(config: TransplantConfig) -> TransplantConfig:
+    """The discriminator's training settings left to their preset, sized by the source base."""
+    judge = config.discriminator
+    train = sized_training(judge.train, config.source_base, "discriminator")
+    return config.model_copy(update={"discriminator": judge.model_copy(update={"train": train})})
+
+
+def check_inputs(config: TransplantConfig) -> None:
+    """The discriminator's extra real examples, read before any work."""
+    if config.discriminator.real:
+        read_seeds(config.discriminator.real)

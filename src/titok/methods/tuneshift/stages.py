@@ -1,14 +1,4 @@
-"""TuneShift-KD (arXiv 2603.24518): prompts where the fine-tuned model is confident and its base is
-not, found by the perplexity ratio and grown iteratively, then distilled into the target.
-
-The ratio PPL_base(answer) ÷ PPL_expert(answer) is exp(mean contrastive excess over the answer's
-tokens), so it comes from the same scoring code as TiTok's. Each round the source expert writes
-pool/rounds prompts, with the seeds as examples in the first round and the prompts kept so far in
-the next ones; it answers them, and the highest-ratio share of them is kept. The kept samples are
-distilled into the target with the KD stages (every token, CE + KL, MinED across tokenizers).
-With external queries (`queries`) there are no rounds: the expert labels the given prompts and
-the select stage keeps the M of highest ratio.
-"""
+"""TuneShift-KD's own stage: rounds of prompt writing, kept by perplexity ratio."""
 
 from __future__ import annotations
 
@@ -17,16 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from titok.core.config import PAPER_SELECTION, TransplantConfig
 from titok.core.data import Example, read_seeds
 from titok.core.errors import GenerationError
-from titok.methods import register_method
-from titok.methods.kd import TEACHER, TRAIN_KD
-from titok.stages.runner import Method, Run, Stage
+from titok.methods.tuneshift.config import TuneShiftConfig  # noqa: F401  (its section)
+from titok.stages.runner import Run, Stage
 from titok.stages.standard import (
-    ALIGN,
-    SCORE,
-    SELECT,
     expert_excess,
     expert_writer,
     resumed,
@@ -132,22 +117,3 @@ SYNTH_TUNESHIFT = Stage(
     "TuneShift-KD: rounds of prompt generation kept by perplexity ratio.",
     synth_progress,
 )
-
-
-def _fixed(config: TransplantConfig) -> dict[str, Any]:
-    return {
-        "select": {"k": 1.0, "rank_by": "excess", "end_token": "always", **PAPER_SELECTION},
-        "kd": {"vocab_map": "mined"},
-    }
-
-
-METHOD = Method(
-    name="tuneshift-kd",
-    description="Prompts kept by perplexity ratio (base ÷ expert), grown over rounds, then KD",
-    paper="TuneShift-KD (arXiv 2603.24518)",
-    stages=(SYNTH_TUNESHIFT, SCORE, SELECT, ALIGN, TEACHER, TRAIN_KD),
-    fixed=_fixed,
-    own_selection=True,
-)
-
-register_method(METHOD)

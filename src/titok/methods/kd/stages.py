@@ -1,11 +1,5 @@
-"""KD baselines (SPEC §3): the target learns the source expert's next-token distributions.
-
-`kd`: a random M of the expert's synthetic pool, every answer token, loss = (1 − w)·CE + w·KL
-against the teacher's top-k. `kd-mined`: the same with teacher tokens mapped across tokenizers by
-minimum edit distance (FuseLLM). `kd-5shot`: KD on the seeds alone. `kd-spread` (a control, not
-a paper's baseline): KD on samples chosen for coverage (titok's novelty alone), so titok can be
-compared with KD at equal coverage.
-"""
+"""KD's own stages: the teacher (the expert's top-k log-probs on the target's tokens) and
+training with KL to it."""
 
 from __future__ import annotations
 
@@ -15,16 +9,15 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from titok.core.config import PAPER_SELECTION, TransplantConfig
-from titok.core.data import Example, read_seeds
+from titok.core.data import Example
 from titok.core.distributed import is_main
 from titok.core.errors import RunDirError
-from titok.methods import register_method
-from titok.methods.kd_teacher import TeacherStats, carry_teacher, teacher_positions
+from titok.methods.kd.config import KDConfig  # noqa: F401  (registers the kd section)
+from titok.methods.kd.teacher import TeacherStats, carry_teacher, teacher_positions
 from titok.models.logprobs import answer_top_k
 from titok.models.vocab_map import VocabMap
 from titok.stages import excess
-from titok.stages.runner import Method, Run, Stage
+from titok.stages.runner import Run, Stage
 from titok.stages.standard import (
     ALIGN,
     SCORE,
@@ -140,7 +133,7 @@ def train_kd_body(run: Run) -> dict[str, Any]:
         if run.config.kd.kl_tokens == "selected":  # no teacher where the selection kept nothing
             ids = np.where(np.asarray(example.weights)[:, None] > 0, ids, NO_TEACHER)
         example.teacher_ids, example.teacher_logprobs = ids, logprobs
-    return train_and_save(run, examples)
+    return train_and_save(run, examples, kl_weight=run.config.kd.kl_weight)
 
 
 TRAIN_KD = Stage(
@@ -157,79 +150,3 @@ TRAIN_KD = Stage(
 )
 
 KD_STAGES = (SYNTH, SCORE, SELECT, ALIGN, TEACHER, TRAIN_KD)
-# (novelty and unit do nothing with random samples and every token; pinned so KD's stages and
-# results are the same whatever TiTok's defaults are)
-EVERY_TOKEN_OF_RANDOM_M = {
-    "select": {"k": 1.0, "rank_by": "random", "end_token": "always", **PAPER_SELECTION}
-}
-
-
-# KD with TiTok's coverage and none of its excess: each next sample the one least like those kept
-# (novelty 1), every token. The control that says how much of titok's lead over KD is coverage.
-EVERY_TOKEN_OF_SPREAD_M = {
-    "select": {**EVERY_TOKEN_OF_RANDOM_M["select"], "rank_by": "excess", "novelty": 1.0}
-}
-
-
-def _five_shot(config: TransplantConfig) -> dict[str, Any]:
-    seeds = read_seeds(config.seeds)
-    return {
-        "synth": {"query_writer": "seeds"},
-        "select": {
-            "m": len(seeds),
-            "k": 1.0,
-            "rank_by": "random",
-            "end_token": "always",
-            **PAPER_SELECTION,
-        },
-        "kd": {"vocab_map": "mined"},
-    }
-
-
-METHODS = (
-    Method(
-        name="kd",
-        description="Knowledge distillation on the expert's synthetic data (CE + top-k KL; "
-        "teacher tokens mapped by exact text across tokenizers)",
-        paper="Hinton et al. 2015, Distilling the Knowledge in a Neural Network",
-        stages=KD_STAGES,
-        fixed=lambda c: {**EVERY_TOKEN_OF_RANDOM_M, "kd": {"vocab_map": "exact"}},
-        own_selection=True,
-    ),
-    Method(
-        name="kd-mined",
-        description="KD with teacher tokens mapped to the target token at minimum edit distance",
-        paper="Wan et al. 2024, Knowledge Fusion of Large Language Models (FuseLLM, ICLR 2024)",
-        stages=KD_STAGES,
-        fixed=lambda c: {**EVERY_TOKEN_OF_RANDOM_M, "kd": {"vocab_map": "mined"}},
-        own_selection=True,
-    ),
-    Method(
-        name="kd-spread",
-        description="KD on samples chosen for coverage alone (each next sample the one least "
-        "similar to those kept: titok's novelty at weight 1, no excess), every answer token",
-        paper="this project's control: KD (Hinton et al. 2015) with titok's sample spreading",
-        stages=KD_STAGES,
-        fixed=lambda c: {**EVERY_TOKEN_OF_SPREAD_M, "kd": {"vocab_map": "exact"}},
-        own_selection=True,
-    ),
-    Method(
-        name="titok-kd",
-        description="TiTok's samples and token mask, trained with KD's loss: cross-entropy and "
-        "KL to the expert, both on the selected tokens only",
-        paper="this project's combination of TiTok (ICLR 2026) and KD (Hinton et al. 2015)",
-        stages=KD_STAGES,
-        fixed=lambda c: {"kd": {"kl_tokens": "selected"}},
-    ),
-    Method(
-        name="kd-5shot",
-        description="KD (+ MinED) on the seeds alone, no synthetic data",
-        paper="the TiTok paper's KD (5-shot) baseline (ICLR 2026)",
-        stages=KD_STAGES,
-        fixed=_five_shot,
-        own_selection=True,
-    ),
-)
-
-for _method in METHODS:
-    register_method(_method)
