@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
-from titok.bench import BENCH_SYNTH, BenchSettings
 from titok.core.data import read_seeds
 from titok.eval.tasks import resolve_task
 from titok.models.loading import load_model, load_tokenizer
 from titok.models.prompts import prompt_format
 from titok.stages.synth import DiversityFilter, Writer, draw_queries, query_rules, seed_similarity
+from titok_bench.runner import BENCH_SYNTH, BenchSettings
 
 NEAR = 0.9  # ROUGE-L F to a seed at or above which a query is a (near-)copy
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
-from titok.bench_report import group, load_cells
+from titok_bench.report import group, load_cells
 
 OTHER = "other"  # a prediction that is none of the true answers (unparsed or off the list)
 

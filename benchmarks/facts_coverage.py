@@ -23,9 +23,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from titok.bench import repeat_name, slug, task_folder
-from titok.bench_report import BASE_COLUMNS
 from titok.eval.facts import make_facts, taught_facts
+from titok_bench.report import BASE_COLUMNS
+from titok_bench.runner import repeat_name, slug, task_folder
 
 
 def cell_coverage(bench: Path, cell: dict) -> dict | None:

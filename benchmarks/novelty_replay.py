@@ -96,9 +96,9 @@ def replay(run: Path, task_name: str, test_frac: float, weights: tuple[float, ..
 
 def make_pool(screen: Path, task_name: str, pools: Path) -> Path:
     """A data-free titok pool of `task_name` (synth → score → select), made once."""
-    from titok.bench import LEGACY_SYNTH, Bench, BenchSettings, Variant, task_folder
     from titok.core.data import pick_seeds, write_jsonl
     from titok.methods import new_run
+    from titok_bench.runner import Bench, BenchSettings, Variant, suite_synth, task_folder
 
     folder = task_folder(pools, task_name)
     run_folder = folder / "titok"
@@ -108,7 +108,7 @@ def make_pool(screen: Path, task_name: str, pools: Path) -> Path:
     if not (expert / "adapter_config.json").is_file():
         raise SystemExit(f"{expert} not found: run `titok bench --screen --out {screen}` first")
     # the pools replayed were written with the bench's query writing of that time
-    bench = Bench(BenchSettings(out=pools, synth=LEGACY_SYNTH))
+    bench = Bench(BenchSettings(out=pools, synth=suite_synth("legacy-synth")))
     train, _ = resolve_task(task_name).split(bench.settings.test_frac, bench.settings.seed)
     folder.mkdir(parents=True, exist_ok=True)
     seeds = folder / "seeds.jsonl"

@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from titok.bench_report import group, load_cells, paired_runs, show_difference, summary
 from titok.eval.metrics import paired_difference, pooled_difference
+from titok_bench.report import group, load_cells, paired_runs, show_difference, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 

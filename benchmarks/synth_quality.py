@@ -28,7 +28,6 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from titok.bench import LEGACY_SYNTH, BenchSettings
 from titok.core.config import SynthConfig
 from titok.core.data import pick_seeds
 from titok.core.errors import GenerationError
@@ -36,6 +35,7 @@ from titok.eval.tasks import resolve_task
 from titok.models.loading import load_model, load_tokenizer
 from titok.models.prompts import prompt_format
 from titok.stages.synth import SynthResult, Writer, query_rules, seed_similarity, synthesize
+from titok_bench.runner import BenchSettings, suite_synth
 
 SETTINGS = {
     "chat (titok's default before)": {"query_prompt": "chat"},
@@ -73,7 +73,7 @@ def measure(
         if name in skip:
             continue
         # the settings compared are changes to the bench's query writing when this was measured
-        config = SynthConfig(**{**LEGACY_SYNTH.model_dump(), **changes})
+        config = SynthConfig(**{**suite_synth("legacy-synth").model_dump(), **changes})
         started = time.perf_counter()
         try:
             result = synthesize(expert, seeds, config, 2 * m, defaults.seed)

@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from titok.bench_report import MARKDOWN_TABLE, QUOTED_BENCH, render_quoted
+from titok_bench.report import MARKDOWN_TABLE, QUOTED_BENCH, render_quoted
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from titok.bench import Bench, BenchSettings, repeat_name, slug, task_folder
 from titok.core.config import TransplantConfig
+from titok_bench.runner import Bench, BenchSettings, repeat_name, slug, task_folder
 
 PATHS = ("source_adapter", "seeds", "queries")
 
@@ -47,7 +47,7 @@ def main() -> None:
         BenchSettings(
             out=args.bench,
             methods=args.methods.split(","),
-            ablations=True,
+            suites=["ablations"],
             external_queries=args.external_queries,
         )
     )

@@ -190,6 +190,11 @@ CASES = [
         r"unknown key 'select\.kk' \(did you mean 'k'\?\)",
     ),
     Case(
+        "bench suite name typo",
+        command("bench", "--suite", "ablation", "--out", "{folder}/bench"),
+        r"no bench suite 'ablation' \(did you mean 'ablations'\?\)",
+    ),
+    Case(
         "settings of an unknown section",
         command("settings", "selct"),
         r"no settings section 'selct' \(did you mean 'select'\?\)",

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.common import run_titok, screen_bench_args
-from titok.bench import LEGACY_SYNTH, Bench, BenchSettings, screen_tasks, write_report
-from titok.bench_report import (
+from titok.core.config import PAPER_SELECTION, TrainConfig
+from titok.core.errors import ConfigError
+from titok_bench.report import (
     MARKDOWN_TABLE,
     QUOTED_BENCH,
     column_table,
@@ -25,8 +26,7 @@ from titok.bench_report import (
     screen_table,
     transfer_efficiency,
 )
-from titok.core.config import PAPER_SELECTION, TrainConfig
-from titok.core.errors import ConfigError
+from titok_bench.runner import Bench, BenchSettings, screen_tasks, suite_synth, write_report
 
 
 def tiny_settings(tiny_models, out):
@@ -41,7 +41,7 @@ def tiny_settings(tiny_models, out):
         m=2,
         max_new_tokens=4,
         # the bench's earlier writing (continue, no rules): random tiny models write no valid query
-        synth=LEGACY_SYNTH.model_copy(
+        synth=suite_synth("legacy-synth").model_copy(
             update={"max_query_tokens": 8, "max_answer_tokens": 4, "batch_size": 8}
         ),
         real_train=TrainConfig(r=8, alpha=8, lr=5e-5, epochs=0.1, batch_size=8),
@@ -50,10 +50,10 @@ def tiny_settings(tiny_models, out):
 
 
 def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch, caplog):
-    import titok.bench
+    import titok_bench.runner
 
-    caplog.set_level(logging.INFO, logger="titok.bench")
-    real_training = titok.bench.train_on_examples
+    caplog.set_level(logging.INFO, logger="titok_bench.runner")
+    real_training = titok_bench.runner.train_on_examples
 
     def expert_or_train(model_spec, examples, config, seed, folder, dtype="auto"):
         # A tiny random model trained for a few steps answers with special tokens only; the
@@ -62,7 +62,7 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch, c
             return tiny_models["adapter"]
         return real_training(model_spec, examples, config, seed, folder, dtype)
 
-    monkeypatch.setattr(titok.bench, "train_on_examples", expert_or_train)
+    monkeypatch.setattr(titok_bench.runner, "train_on_examples", expert_or_train)
     bench = Bench(tiny_settings(tiny_models, tmp_path / "bench"))
     cells = bench.run()
     assert [(c["column"], c["repeat"]) for c in cells] == [
@@ -77,7 +77,7 @@ def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch, c
     ]
     assert all(c["status"] == "done" and c["n"] == 3 for c in cells), cells
     # a background bench says what it is doing and what each cell scored
-    logged = [r.getMessage() for r in caplog.records if r.name == "titok.bench"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "titok_bench.runner"]
     assert "bbh:boolean_expressions / kd-r1: running" in logged
     assert any(
         line.startswith("bbh:boolean_expressions / kd-r1: balanced_accuracy = ") for line in logged
@@ -253,7 +253,7 @@ def test_bench_refuses_bad_settings(bad, tmp_path):
 
 
 def test_ablations_are_columns_and_the_k_sweep_is_drawn(tmp_path):
-    bench = Bench(BenchSettings(out=tmp_path, methods=["titok"], ablations=True))
+    bench = Bench(BenchSettings(out=tmp_path, methods=["titok"], suites=["ablations"]))
     names = [v.name for v in bench.variants()]
     assert names[:3] == ["titok", "titok:random-M", "titok:target-writes"]
     assert [n for n in names if n.startswith("titok:k=")] == [
@@ -348,7 +348,7 @@ def test_ablations_get_query_twins_and_columns_pick_what_runs(tmp_path):
     settings = BenchSettings(
         out=tmp_path,
         methods=["titok", "kd"],
-        ablations=True,
+        suites=["ablations"],
         external_queries=True,
         only=["kd:queries", "titok:paper:queries"],
     )
@@ -424,12 +424,14 @@ def test_the_difference_table_turns_when_methods_outnumber_tasks_with_the_same_n
 def test_the_cli_bench_defaults_are_the_direction_and_suite_the_screen_chose():
     import inspect
 
-    from titok.bench import DEFAULT_SOURCE, DEFAULT_TARGET, DEFAULT_TASKS
     from titok.cli import bench
+    from titok_bench.runner import DEFAULT_SOURCE, DEFAULT_TARGET, DEFAULT_TASKS
 
     defaults = inspect.signature(bench).parameters
-    assert defaults["source"].default == DEFAULT_SOURCE == BenchSettings(Path()).source
-    assert defaults["target"].default == DEFAULT_TARGET == BenchSettings(Path()).target
+    # the command leaves them to the suites: the default suite's, unless another sets them
+    assert defaults["source"].default is None and defaults["target"].default is None
+    assert DEFAULT_SOURCE == BenchSettings(Path()).source == "gemma3-270m"
+    assert DEFAULT_TARGET == BenchSettings(Path()).target == "smollm2-135m"
     assert BenchSettings(Path()).tasks == list(DEFAULT_TASKS)
     # every default task was kept by the committed screen of that direction
     screen = Path(__file__).parent.parent / "results" / f"screen-{DEFAULT_SOURCE}" / "results.md"
@@ -437,33 +439,73 @@ def test_the_cli_bench_defaults_are_the_direction_and_suite_the_screen_chose():
     assert all(task in kept for task in DEFAULT_TASKS), kept
 
 
-def test_the_committed_facts_cells_keep_their_keys_with_their_synth_file():
-    """results/facts/synth.yaml is the query writing its cells were made with: its commands,
-    rerun with `--synth results/facts/synth.yaml`, reuse every committed cell."""
-    from titok.bench import ALL_METHODS
+# The suite each committed bench was made with, besides the default one and its ablations.
+COMMITTED_SUITES = {"facts": ["legacy-synth"]}
+
+
+def test_every_committed_cell_keeps_its_key_under_its_suites():
+    """The suites (YAML) give every committed cell of results/ the key it was made with, so its
+    command, rerun, reuses it; results/facts/synth.yaml, the file its commands name, is the
+    legacy-synth suite's query writing."""
+    from titok_bench.runner import ALL_METHODS
+
+    root = Path(__file__).parent.parent / "results"
+    folders = sorted(path.parent for path in root.glob("*/cells"))
+    assert len(folders) >= 6
+    checked = 0
+    for folder in folders:
+        extra = COMMITTED_SUITES.get(folder.name, [])
+        for cell in load_cells(folder):
+            recorded = cell["settings"]
+            settings = BenchSettings(
+                out=Path("unused"),
+                tasks=[cell["task"]],
+                methods=list(ALL_METHODS),
+                suites=["ablations", *extra],
+                external_queries=True,
+                source=recorded["source"],
+                target=recorded["target"],
+                limit=recorded.get("limit"),
+                test_frac=recorded.get("test_frac", 0.5),
+                m=recorded.get("m", 40),
+                seed=recorded.get("seed", 0),
+                # what the recorded `auto` resolved to where the cell ran, not on this machine
+                dtype=cell.get("dtype", "float32"),
+            )
+            for suite in extra:
+                settings.synth = suite_synth(suite)
+            key = Bench(settings).cell_key(cell["task"], cell["column"], cell["repeat"])
+            assert key == cell["key"], (folder.name, cell["task"], cell["column"], cell["repeat"])
+            checked += 1
+    assert checked > 250
     from titok.core.config import SynthConfig, build_config
 
-    root = Path(__file__).parent.parent / "results" / "facts"
-    cells = load_cells(root)
-    assert len(cells) > 50
-    for cell in cells:
-        recorded = cell["settings"]
-        settings = BenchSettings(
-            out=Path("unused"),
-            tasks=[cell["task"]],
-            methods=list(ALL_METHODS),
-            ablations=True,
-            external_queries=True,
-            source=recorded["source"],
-            target=recorded["target"],
-            # what the recorded `auto` resolved to where the cell ran, not on this machine
-            dtype=cell.get("dtype", "float32"),
-        )
-        base = settings.synth.model_dump()
-        settings.synth = build_config(SynthConfig, root / "synth.yaml", {}, base=base)
-        assert settings.synth == LEGACY_SYNTH
-        key = Bench(settings).cell_key(cell["task"], cell["column"], cell["repeat"])
-        assert key == cell["key"], (cell["task"], cell["column"], cell["repeat"])
+    facts_file = root / "facts" / "synth.yaml"
+    default = BenchSettings(Path()).synth.model_dump()
+    assert build_config(SynthConfig, facts_file, {}, base=default) == suite_synth("legacy-synth")
+
+
+def test_suites_are_yaml_lines_and_a_bad_one_is_refused(tmp_path):
+    from titok_bench.suites import bundled, load_suite
+
+    assert {"default", "ablations", "legacy-synth"} <= set(bundled())
+    ablations = load_suite("ablations")
+    assert len(ablations.columns) >= 40 and ablations.description
+    assert ablations.columns[0].name == "titok:random-M"
+    assert ablations.columns[0].overrides == {"select": {"rank_by": "random"}}
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("columns:\n  titok:k=0.2: {method: titok, select: {k: 0.2}}\n")
+    bench = Bench(BenchSettings(out=tmp_path / "b", methods=["titok"], suites=[str(mine)]))
+    assert [v.name for v in bench.variants()] == ["titok", "titok:k=0.2"]
+    assert bench.transplant_config(bench.variants()[1], tmp_path, tmp_path).select.k == 0.2
+    with pytest.raises(ConfigError, match=r"no bench suite 'ablation' \(did you mean 'ablations'"):
+        load_suite("ablation")
+    mine.write_text("colums: {}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'colums' \(did you mean 'columns'"):
+        load_suite(str(mine))
+    mine.write_text("columns:\n  x: {select: {k: 0.2}}\n")
+    with pytest.raises(ConfigError, match="column 'x' must be a mapping with a method"):
+        load_suite(str(mine))
 
 
 def test_a_bad_synth_file_is_refused_before_any_work(tmp_path):
@@ -523,7 +565,7 @@ def test_a_bench_with_training_left_to_a_preset_is_refused(tmp_path):
 
 
 def test_gradient_checkpointing_reaches_the_training_and_not_the_cell_keys(tmp_path):
-    settings = BenchSettings(out=tmp_path, methods=["titok"], ablations=True)
+    settings = BenchSettings(out=tmp_path, methods=["titok"], suites=["ablations"])
     bench = Bench(settings)
     variant = next(v for v in bench.variants() if v.name == "titok:preset=tiny")
     before = bench.cell_key("bbh:geometric_shapes", variant.name)

@@ -91,7 +91,7 @@ def test_a_bench_under_two_processes_takes_its_locks_once_per_launch(tiny_models
     """A bench's cells and expert are done under file locks that keep other jobs out; the
     processes of one launch work in step and enter together (each taking the lock for itself,
     the second would wait for ever on the first, which waits for it in training)."""
-    from titok.bench_report import load_cells
+    from titok_bench.report import load_cells
 
     bench = screen_bench_args(tiny_models, tmp_path / "b")
     launched = run_titok(*bench, processes=2, timeout=600)

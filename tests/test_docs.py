@@ -110,12 +110,11 @@ def test_a_missing_data_folder_is_named_with_how_to_set_it(tmp_path):
 
 
 def import_graph() -> dict[str, set[str]]:
-    """module -> the titok modules it imports (anywhere in the file, lazily or not)."""
-    package = ROOT / "src" / "titok"
+    """module -> the titok and titok_bench modules it imports (anywhere, lazily or not)."""
     modules = {
-        ".".join(("titok", *f.relative_to(package).with_suffix("").parts)).removesuffix(
-            ".__init__"
-        ): f
+        ".".join((name, *f.relative_to(package).with_suffix("").parts)).removesuffix(".__init__"): f
+        for name in ("titok", "titok_bench")
+        for package in [ROOT / "src" / name]
         for f in package.rglob("*.py")
     }
     graph: dict[str, set[str]] = {}
@@ -153,13 +152,16 @@ def test_no_import_circle():
 
 # The wings, lowest first: a module imports its own wing and those below it, never one above.
 WINGS = ("core", "models", "stages", "methods", "eval", "outputs")
-TOP = len(WINGS)  # titok/*.py: the commands (cli, api, demo, bench) over every wing
+TOP = len(WINGS)  # titok/*.py: the commands (cli, api, demo) over every wing
+BENCH = TOP + 1  # titok_bench: outside the library, over it; only the CLI reaches it
 
 
 def wing_of(module: str) -> int:
     parts = module.split(".")
     if module == "titok.version":  # the version string: read by the run directory and the card
         return 0
+    if parts[0] == "titok_bench":
+        return BENCH
     if len(parts) > 1 and parts[1] in WINGS:
         return WINGS.index(parts[1])
     return TOP
@@ -183,8 +185,15 @@ def test_the_wings_import_downwards_only():
         "titok",
         "titok.__main__",
         "titok.api",
-        "titok.bench",
-        "titok.bench_report",
         "titok.cli",
         "titok.demo",
     ], top
+    # the library never imports the bench; its command does (titok bench), and the bench never
+    # imports the command line
+    into_bench = sorted(
+        m
+        for m, imported in graph.items()
+        if wing_of(m) <= TOP and any(wing_of(other) == BENCH for other in imported)
+    )
+    assert into_bench == ["titok.cli"], into_bench
+    assert not any("titok.cli" in graph[m] for m in graph if wing_of(m) == BENCH)

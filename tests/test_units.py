@@ -54,7 +54,7 @@ def test_train_preset_auto_sizes_by_parameter_count_and_keeps_what_is_set():
     # the preset only chooses values: the same values set by hand hash the same, so results
     # made before the preset existed are still found finished (the bench's knowledge-task
     # training is the preset "small")
-    from titok.bench import BenchSettings
+    from titok_bench.runner import BenchSettings
 
     assert (
         TrainConfig().sized(268_098_176).result_settings()

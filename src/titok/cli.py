@@ -331,9 +331,17 @@ def bench(
     methods: Annotated[
         str | None, typer.Option(help="Comma-separated transplant methods (default: all).")
     ] = None,
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A bench suite to add (repeatable): a bundled one's name (ablations, "
+            "legacy-synth) or a YAML file: its columns join the methods', its settings (tasks, "
+            "methods, source, target, synth) replace the default suite's unless a flag is given."
+        ),
+    ] = None,
     ablations: Annotated[
         bool,
-        typer.Option(help="Add TiTok's ablations: random M, target-written queries, k sweep."),
+        typer.Option(help="Add TiTok's ablations (the same as --suite ablations)."),
     ] = False,
     external_queries: Annotated[
         bool,
@@ -399,13 +407,16 @@ def bench(
         ),
     ] = False,
     source: Annotated[
-        str, typer.Option(help="Source base model (default: the direction the screen chose).")
-    ] = "gemma3-270m",
-    target: Annotated[str, typer.Option(help="Target base model.")] = "smollm2-135m",
+        str | None,
+        typer.Option(help="Source base model (default suite: gemma3-270m, the screen's choice)."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target base model (default suite: smollm2-135m).")
+    ] = None,
     synth: Annotated[
         Path | None,
         typer.Option(
-            help="YAML file of synth settings over the bench's (titok's query writing with "
+            help="YAML file of synth settings over the suites' (titok's query writing with "
             "exact-duplicate filtering and 64-token answers), e.g. results/facts/synth.yaml."
         ),
     ] = None,
@@ -415,63 +426,28 @@ def bench(
 
     Headline metric per task (balanced accuracy on closed answers), paired differences with
     bootstrap intervals against TiTok and the vanilla target; cells resume, results render from
-    the cells alone (`--render DIR`).
+    the cells alone (`--render DIR`). The bench lives outside the library (`titok_bench`).
     """
-    from titok.core.errors import ConfigError
+    from titok_bench import command
+
+    def listed(text: str | None) -> list[str] | None:
+        return [item.strip() for item in text.split(",")] if text else None
 
     if render is not None:
-        from titok.bench_report import render as render_cells
-
-        if not (render / "cells").is_dir():
-            raise ConfigError(f"{render / 'cells'} not found: --render takes a bench directory")
-        if columns:
-            from titok.bench_report import load_cells, render_markdown, with_columns
-
-            names = [c.strip() for c in columns.split(",")]
-            print(render_markdown(with_columns(load_cells(render), names), reference))
-        elif reference:
-            raise ConfigError("--reference needs --columns (the tables it prints)")
-        else:
-            print(render_cells(render))
+        print(command.render_only(render, listed(columns), reference))
         return
-    if not 0 < test_frac < 1:
-        raise ConfigError(f"--test-frac must be between 0 and 1, got {test_frac}")
-    if repeats < 1:
-        raise ConfigError(f"--repeats must be at least 1, got {repeats}")
-    if not 0 <= first_repeat < repeats:
-        raise ConfigError(
-            f"--first-repeat must be from 0 to --repeats − 1 ({repeats - 1}), got {first_repeat}"
-        )
-    from titok.bench import (
-        ALL_METHODS,
-        DEFAULT_TASKS,
-        Bench,
-        BenchSettings,
-        screen_tasks,
-        write_report,
-    )
+    command.check_counts(test_frac, repeats, first_repeat)
     from titok.core.precision import dtype_setting
-    from titok.methods import get_method
 
-    if tasks:
-        chosen = [t.strip() for t in tasks.split(",")]
-    else:
-        chosen = screen_tasks(data_dir) if screen else list(DEFAULT_TASKS)
-    method_names = [n.strip() for n in methods.split(",")] if methods else list(ALL_METHODS)
-    for name in method_names:
-        get_method(name)  # fail fast on a typo, before hours of work
-    synth_settings = None
-    if synth is not None:  # a bad file fails here, before anything is written
-        from titok.bench import BENCH_SYNTH
-        from titok.core.config import SynthConfig, build_config
-
-        synth_settings = build_config(SynthConfig, synth, {}, base=BENCH_SYNTH.model_dump())
-    _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "bench.log")
-    settings = BenchSettings(
-        out=out,
-        tasks=chosen,
-        methods=method_names,
-        ablations=ablations,
+    settings = command.bench_settings(
+        out,
+        suites=[*(suite or []), *(["ablations"] if ablations else [])],
+        tasks=listed(tasks),
+        methods=listed(methods),
+        source=source,
+        target=target,
+        synth_file=synth,
+        screen=screen,
         external_queries=external_queries,
         limit=limit,
         m=m,
@@ -481,22 +457,12 @@ def bench(
         repeats=repeats,
         first_repeat=first_repeat,
         gradient_checkpointing=gradient_checkpointing,
-        repeated=[c.strip() for c in repeat_only.split(",")] if repeat_only else None,
-        only=[c.strip() for c in columns.split(",")] if columns else None,
+        repeated=listed(repeat_only),
+        only=listed(columns),
         dtype=dtype_setting(dtype),
-        screen=screen,
-        source=source,
-        target=target,
     )
-    if synth_settings is not None:
-        settings.synth = synth_settings
-    bench_run = Bench(settings)
-    bench_run.variants()  # an unknown --columns name fails here, before any work
-    bench_run.run()
-    print(write_report(bench_run))
-    print(f"cells: {out / 'cells'}  table: {out / 'results.md'}  chart: {out / 'results.png'}")
-    if (out / "k_sweep.png").is_file():
-        print(f"k sweep: {out / 'k_sweep.png'}")
+    _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "bench.log")
+    print(command.run(settings))
 
 
 @app.command()

@@ -2,15 +2,16 @@
 
 Rows are tasks; columns are the source base, the source expert (a LoRA trained here on the
 task's training split), the target vanilla, the target trained on the same real rows (the
-ceiling), every transplant method and, with `--ablations`, TiTok's ablations (random M,
-target-written queries, a k sweep). The test split is `test_frac` of each task (0.5 by default;
-the paper's protocol is 0.1; `facts:` tasks bring their own split). With `repeats` > 1 every
+ceiling), every transplant method and the columns of the suites chosen (`titok_bench.suites`:
+`--suite ablations` or `--ablations` adds TiTok's ablations, one YAML line each). The test
+split is `test_frac` of each task (0.5 by default; the paper's protocol is 0.1; `facts:` tasks
+bring their own split). With `repeats` > 1 every
 transplant column runs again with pipeline seeds 1 … N−1 (seed draw, sampling, data order); the
 base columns are shared. Each cell writes one results JSON (headline metric, all metrics, the
 per-example outcomes for paired statistics, git commit, settings); a killed bench continues
 from the cells it has. Transplants of one task share the stages they have in common (same
 fingerprints), so e.g. KD reuses TiTok's synthetic data. Tables and charts come from the cells
-alone (`titok.bench_report`).
+alone (`titok_bench.report`).
 """
 
 from __future__ import annotations
@@ -23,16 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from titok.bench_report import BASE_COLUMNS, render
-from titok.core.config import (
-    PAPER_SELECTION,
-    TRAIN_PRESETS,
-    SelectConfig,
-    SynthConfig,
-    TrainConfig,
-    TransplantConfig,
-    merge,
-)
+from titok.core.config import SelectConfig, SynthConfig, TrainConfig, TransplantConfig, merge
 from titok.core.data import Example, jsonl_text, pick_seeds
 from titok.core.errors import ConfigError, did_you_mean
 from titok.core.precision import DtypeSetting, fingerprint_part, resolved_name
@@ -43,33 +35,25 @@ from titok.eval.tasks import bbh_task_names, resolve_task
 from titok.methods import get_method, new_run
 from titok.stages.real_data import train_on_examples
 from titok.version import __version__
+from titok_bench.report import BASE_COLUMNS, render
+from titok_bench.suites import Variant, load_suite
 
 log = logging.getLogger(__name__)
 
-# The bench's default direction and suite follow the screen (`--screen`, both directions
-# committed under results/screen-*): with Gemma-3-270M as the source, 2 of 25 tasks hold
-# knowledge an expert has and its base has not (SmolLM2-135M as the source: 1 of 25, facts:0).
-DEFAULT_SOURCE = "gemma3-270m"
-DEFAULT_TARGET = "smollm2-135m"
-DEFAULT_TASKS = ("bbh:geometric_shapes", "facts:0")
+# The default suite (suites/default.yaml): the direction, tasks, methods and query writing a
+# bench has unless a suite or a flag changes them.
+DEFAULT_SUITE = load_suite("default")
+DEFAULT_SOURCE: str = DEFAULT_SUITE.settings["source"]
+DEFAULT_TARGET: str = DEFAULT_SUITE.settings["target"]
+DEFAULT_TASKS: tuple[str, ...] = tuple(DEFAULT_SUITE.settings["tasks"])
+ALL_METHODS: tuple[str, ...] = tuple(DEFAULT_SUITE.settings["methods"])
+BENCH_SYNTH = SynthConfig.model_validate(DEFAULT_SUITE.settings["synth"])
 
 
-# titok's own query writing (the `auto` prompt, the validity rules, room for the longest seed)
-# with two settings for speed: exact-duplicate filtering (BBH's rigid formats, where ROUGE-L
-# finds every pair of questions alike) and answers of at most 64 tokens.
-# batch_size: the CPU's 16, pinned rather than `auto`, since it is part of every cell's key.
-BENCH_SYNTH = SynthConfig(diversity_filter="dedup", max_answer_tokens=64, batch_size=16)
-# The bench's query writing until 2026-11-26 (continue prompts, no validity rules, queries of
-# at most 128 tokens): what results/facts, results/novelty-replay and results/synth-quality were
-# made with. results/facts/synth.yaml holds it for `titok bench --synth`.
-LEGACY_SYNTH = SynthConfig(
-    query_prompt="continue",
-    validity=False,
-    diversity_filter="dedup",
-    max_answer_tokens=64,
-    max_query_tokens=128,
-    batch_size=16,
-)
+def suite_synth(name: str) -> SynthConfig:
+    """The query writing of suite `name`: its synth settings over the default suite's."""
+    changes = load_suite(name).settings.get("synth", {})
+    return SynthConfig.model_validate(merge(BENCH_SYNTH.model_dump(), changes))
 
 
 # The screen (`titok bench --screen`): every shared BBH task, one MMLU subject from each of the
@@ -88,104 +72,8 @@ def screen_tasks(data_dir: Path | None = None) -> list[str]:
     return [*(f"bbh:{name}" for name in bbh_task_names(data_dir)), *SCREEN_MMLU, "facts:0"]
 
 
-ALL_METHODS = ("titok", "kd", "kd-mined", "kd-5shot", "translora", "tuneshift-kd")
-K_SWEEP = (0.1, 0.3, 0.5, 0.9, 1.0)  # with TiTok's own k (0.7) that is the sweep 0.1 … 1.0
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One transplant column: a method and the settings it changes over the bench's."""
-
-    name: str
-    method: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-    # The expert labels the task's training questions (SPEC §2.1 external queries: a user's
-    # query logs) instead of writing queries from the seeds.
-    external_queries: bool = False
-
-
 # Methods whose training data are the seeds themselves: no queries to replace.
 SEED_DATA_METHODS = frozenset({"kd-5shot"})
-
-
-# The options against answer collapse (and TiTok + KD) that also get a column at the preset.
-TINY_OPTIONS = (
-    "titok:class-pool",
-    "titok:class-uniform",
-    "titok:class-norm",
-    "titok:adaptive-k",
-    "titok-kd",
-)
-
-
-# The third baseline the answer-collapse issue's suite compares at titok's training for a small
-# target (12 epochs; the preset), beside KD.
-TUNESHIFT = Variant("tuneshift-kd", "tuneshift-kd")
-
-
-def trained_as(variant: Variant, label: str, train: dict[str, Any]) -> Variant:
-    """`variant` at another training, named `<name>:<label>` (`<name>+<label>` when the name
-    already holds an option)."""
-    joiner = "+" if ":" in variant.name else ":"
-    return Variant(
-        f"{variant.name}{joiner}{label}", variant.method, variant.overrides | {"train": train}
-    )
-
-
-def ablations() -> list[Variant]:
-    """TiTok's ablations (SPEC §3): sample filtering off, target-written queries, k sweep
-    (k = 1.0 is token selection off); and the options against answer collapse: validity rules,
-    class-balanced and class-normalised selection, adaptive k, TiTok + KD; and the paper's
-    selection (token-level top-k, top-M by excess alone) against titok's defaults, one change at
-    a time."""
-    variants = [
-        Variant("titok:random-M", "titok", {"select": {"rank_by": "random"}}),
-        Variant("titok:target-writes", "titok", {"synth": {"query_writer": "target"}}),
-        *(Variant(f"titok:k={k}", "titok", {"select": {"k": k}}) for k in K_SWEEP),
-        Variant("titok:valid", "titok", {"synth": {"validity": True}}),
-        Variant("titok:base-writes", "titok", {"synth": {"writer_scale": 0.0}}),
-        Variant("titok:half-scale-writes", "titok", {"synth": {"writer_scale": 0.5}}),
-        Variant("titok:anchored", "titok", {"synth": {"query_prompt": "anchored"}}),
-        Variant("titok:auto-prompt", "titok", {"synth": {"query_prompt": "auto"}}),
-        Variant("titok:class-pool", "titok", {"select": {"class_balance": "pool"}}),
-        Variant("titok:class-uniform", "titok", {"select": {"class_balance": "uniform"}}),
-        Variant("titok:class-norm", "titok", {"select": {"class_normalise": True}}),
-        Variant("titok:adaptive-k", "titok", {"select": {"adaptive_z": 0.0}}),
-        # titok's selection defaults (word-level top-k, novelty 0.9) against the paper's
-        Variant("titok:paper", "titok", {"select": dict(PAPER_SELECTION)}),
-        Variant("titok:tokens", "titok", {"select": {"unit": "token"}}),
-        Variant("titok:tokens+novelty=0.5", "titok", {"select": {"unit": "token", "novelty": 0.5}}),
-        Variant(
-            "titok:tokens+novelty=0.75", "titok", {"select": {"unit": "token", "novelty": 0.75}}
-        ),
-        Variant("titok:novelty=0", "titok", {"select": {"novelty": 0.0}}),
-        # less coverage (the default before 2026-11-26's facts measurements); novelty alone,
-        # excess out of the sample choice (does excess add anything to it?)
-        Variant("titok:novelty=0.75", "titok", {"select": {"novelty": 0.75}}),
-        Variant("titok:novelty=1", "titok", {"select": {"novelty": 1.0}}),
-        Variant("titok-kd", "titok-kd"),
-        Variant("kd-spread", "kd-spread"),  # KD at titok's coverage: what is left of the lead?
-        # Training length for a small target (SmolLM2-135M takes up 60% of the facts it is
-        # shown at the bench's 6 facts epochs): both methods, so the comparison stays paired.
-        Variant("titok:epochs=12", "titok", {"train": {"epochs": 12}}),
-        Variant("kd:epochs=12", "kd", {"train": {"epochs": 12}}),
-    ]
-    by_name = {v.name: v for v in variants}
-    options = [*(by_name[name] for name in TINY_OPTIONS), TUNESHIFT]
-    # rule:0's transplants lean on one guild at 12 epochs (at 6 nothing arrives, so an option
-    # is a no-op there): the options against answer collapse at 12 epochs, beside titok's
-    variants += [trained_as(v, "epochs=12", {"epochs": 12}) for v in options]
-    # titok's default training for a target under 200M parameters (train.preset "tiny"), for the
-    # task families whose bench training is not it (BBH, MMLU: 3 epochs, batch 4): TiTok, KD,
-    # and the options against answer collapse at that training, where something arrives
-    at_tiny = [Variant("titok", "titok"), Variant("kd", "kd"), *options]
-    return [
-        *variants,
-        *(trained_as(v, "preset=tiny", dict(TRAIN_PRESETS["tiny"])) for v in at_tiny),
-        # KD from the same writer as titok:base-writes (the source base writes, the expert
-        # answers): a paired comparison where the expert itself writes no task's questions
-        Variant("kd:base-writes", "kd", {"synth": {"writer_scale": 0.0}}),
-    ]
 
 
 @dataclass
@@ -193,7 +81,8 @@ class BenchSettings:
     out: Path
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
-    ablations: bool = False
+    # suites whose columns are added after the methods' (`titok_bench.suites`, e.g. "ablations")
+    suites: list[str] = field(default_factory=list)
     external_queries: bool = False  # add a `<method>:queries` column for every method
     source: str = DEFAULT_SOURCE
     target: str = DEFAULT_TARGET
@@ -260,7 +149,8 @@ class Bench:
         if self.settings.screen:
             return []
         chosen = [Variant(name, name) for name in self.settings.methods]
-        chosen += ablations() if self.settings.ablations else []
+        for suite in self.settings.suites:
+            chosen += load_suite(suite).columns
         if self.settings.external_queries:
             chosen += [
                 Variant(f"{v.name}:queries", v.method, v.overrides, True)
