@@ -382,3 +382,37 @@ def test_teacher_figures_say_how_sure_the_teacher_is():
     assert figures["positions_with_teacher"] == 6
     assert figures["top_1_mass"] == round((4 * 0.98 + 0.4 + 0.5) / 6, 4)
     assert figures["least_sure_top_1"] == 0.45
+
+
+def test_run_once_skips_what_its_marker_says_is_done_and_takes_turns(tmp_path):
+    """The one skip-if-done mechanism of stages, real-data LoRAs and bench cells."""
+    import threading
+    import time
+
+    from titok.core.rundir import run_once
+
+    marker, order = tmp_path / "done", []
+
+    def work(name: str) -> None:
+        order.append(f"{name} starts")
+        time.sleep(0.2)  # long enough for the other job to ask while this one works
+        marker.write_text(name)  # the done-marker, written last
+        order.append(f"{name} ends")
+
+    lock = tmp_path / ".locks" / "work.lock"
+    assert run_once(marker.is_file, lambda: work("first"), lock)
+    assert not run_once(marker.is_file, lambda: work("again"), lock)  # done: skipped
+    marker.unlink()
+    ran: list[bool] = []
+    jobs = [
+        threading.Thread(
+            target=lambda n=n: ran.append(run_once(marker.is_file, lambda: work(n), lock))
+        )
+        for n in ("a", "b")
+    ]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    assert sorted(ran) == [False, True]  # one computed it, the other waited and found it done
+    assert order[2:] in (["a starts", "a ends"], ["b starts", "b ends"])

@@ -29,7 +29,7 @@ from titok.core.data import Example, jsonl_text, pick_seeds
 from titok.core.errors import ConfigError, did_you_mean
 from titok.core.precision import DtypeSetting, fingerprint_part, resolved_name
 from titok.core.provenance import git_commit
-from titok.core.rundir import RunDir, fingerprint, launch_lock
+from titok.core.rundir import RunDir, fingerprint, run_once
 from titok.eval.run import evaluate_on
 from titok.eval.tasks import bbh_task_names, resolve_task
 from titok.methods import get_method, new_run
@@ -232,11 +232,25 @@ class Bench:
     def run_cell(
         self, task: str, column: str, compute: Callable[[], dict[str, Any]], repeat: int = 0
     ) -> dict[str, Any]:
+        """The cell: read when its file is done with the current key (its done-marker: the cell
+        file, written whole), else computed and written (`titok.core.rundir.run_once`). A job
+        side by side may be computing it: this one waits for it, then takes its result."""
         path = self.cell_path(task, column, repeat)
-        # a job side by side may be computing this cell: wait for it, then take its result
+        key = self.cell_key(task, column, repeat)
         lock = task_folder(self.settings.out, task) / ".locks" / f"cell-{path.stem}.lock"
-        with launch_lock(lock):
-            return self.compute_cell(path, task, column, compute, repeat)
+        computed: list[dict[str, Any]] = []
+
+        def done() -> bool:
+            if not path.is_file():
+                return False
+            cell = json.loads(path.read_text())
+            return cell.get("key") == key and cell.get("status") == "done"
+
+        def work() -> None:
+            computed.append(self.compute_cell(path, task, column, compute, repeat, key))
+
+        run_once(done, work, lock)
+        return computed[0] if computed else json.loads(path.read_text())
 
     def compute_cell(
         self,
@@ -245,13 +259,9 @@ class Bench:
         column: str,
         compute: Callable[[], dict[str, Any]],
         repeat: int,
+        key: str,
     ) -> dict[str, Any]:
-        """The cell at `path`: read when done with the current key, else computed and written."""
-        key = self.cell_key(task, column, repeat)
-        if path.is_file():
-            cell = json.loads(path.read_text())
-            if cell.get("key") == key and cell.get("status") == "done":
-                return cell
+        """Compute the cell and write it at `path` (a failure is recorded, not raised)."""
         label = f"{task} / {repeat_name(column, repeat)}"
         log.info("%s: running", label)
         started = time.perf_counter()

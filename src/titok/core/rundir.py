@@ -14,8 +14,8 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
-from titok.core.distributed import is_main, wait_for_everyone
+from titok.core.distributed import is_main, main_decides, wait_for_everyone
 from titok.core.errors import RunDirError
 from titok.core.provenance import git_commit, package_versions
 from titok.version import __version__
@@ -90,6 +90,24 @@ def launch_lock(lock_file: Path) -> Iterator[None]:
     finally:
         if lock is not None:
             lock.release()
+
+
+def run_once(
+    is_done: Callable[[], bool], work: Callable[[], None], lock_file: Path | None = None
+) -> bool:
+    """titok's one way of skipping finished work; True if `work` ran.
+
+    `is_done` reads the work's done-marker (a stage's manifest, a bench cell) and compares the
+    fingerprint it records with the current one; `work` writes its outputs, each atomically, and
+    its done-marker last, so a marker always describes whole outputs. With `lock_file` (named by
+    the fingerprint), jobs side by side take turns: the one that waited finds the work done and
+    skips it. The main process decides (another could see a marker it has just written).
+    """
+    with launch_lock(lock_file) if lock_file is not None else nullcontext():
+        if main_decides(is_done()):
+            return False
+        work()
+    return True
 
 
 class RunDir:

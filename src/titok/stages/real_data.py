@@ -1,6 +1,7 @@
 """Plain LoRA fine-tuning on real task data: the demo's and bench's source expert, the ceiling.
 
-All answer tokens are trained (no selection); the run directory skips a finished adapter.
+All answer tokens are trained (no selection): a one-stage run, skipped when its manifest
+records the same fingerprint (`titok.core.rundir.run_once`, as every stage and bench cell).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from pathlib import Path
 
 from titok.core.config import TrainConfig
 from titok.core.data import Example
-from titok.core.distributed import is_main, main_decides, wait_for_everyone
+from titok.core.distributed import is_main, wait_for_everyone
 from titok.core.precision import DtypeSetting, fingerprint_part
-from titok.core.rundir import RunDir, fingerprint, launch_lock
+from titok.core.rundir import RunDir, fingerprint, run_once
 from titok.models.loading import load_model, load_tokenizer, sized_training
 from titok.models.prompts import PromptFormat, prompt_format
 from titok.stages.train import TrainExample, save_adapter, train_lora
@@ -50,10 +51,8 @@ def train_on_examples(
         *fingerprint_part(dtype),
     )
     outputs = [f"{folder.name}/adapter_model.safetensors"]
-    # bench jobs side by side share the expert: one trains it, the others wait and reuse it
-    with launch_lock(run_dir.path(f".locks/{folder.name}-{stage_fp}.lock")):
-        if main_decides(run_dir.is_done(folder.name, stage_fp, outputs)):
-            return folder
+
+    def train() -> None:
         started = time.perf_counter()
         tokenizer = load_tokenizer(model_spec)
         fmt = prompt_format(tokenizer, model_spec)
@@ -70,5 +69,12 @@ def train_on_examples(
             save_adapter(model, built)
             run_dir.replace_dir(folder.name, built)
         run_dir.mark_done(folder.name, stage_fp, time.perf_counter() - started, figures)
+
+    # bench jobs side by side share the expert: one trains it, the others wait and reuse it
+    run_once(
+        lambda: run_dir.is_done(folder.name, stage_fp, outputs),
+        train,
+        run_dir.path(f".locks/{folder.name}-{stage_fp}.lock"),
+    )
     wait_for_everyone()  # the adapter is on disk before any process reads it
     return folder

@@ -30,7 +30,7 @@ from titok.core.distributed import device, is_main, main_decides, wait_for_every
 from titok.core.errors import ConfigError, RunDirError, did_you_mean
 from titok.core.faults import failpoint
 from titok.core.precision import resolve_dtype
-from titok.core.rundir import RunDir, fingerprint, launch_lock
+from titok.core.rundir import RunDir, fingerprint, run_once
 from titok.models.loading import (
     adapter_dir,
     adapter_revision,
@@ -410,15 +410,36 @@ class Run:
             result[stage.name] = previous
         return result
 
-    def run_stage(self, stage: Stage, force: bool = False) -> bool:
-        """Run `stage` unless it is done with the same fingerprint; True if it ran."""
+    def run_stage(
+        self,
+        stage: Stage,
+        force: bool = False,
+        lock_file: Path | None = None,
+        donors: Callable[[], list[Path]] | None = None,
+    ) -> bool:
+        """Run `stage` unless it is done with the same fingerprint; True if it ran.
+
+        `donors`: run directories other processes fill (bench jobs, the demo's two methods): a
+        stage one of them finished with the same fingerprint is copied instead of computed.
+        `lock_file`: taken while checking and running, so a job that needs a stage another one
+        is computing waits for it and then copies it. (`titok.core.rundir.run_once`.)
+        """
         stage_fp = self.fingerprints[stage.name]
-        # The main process decides: another one could see the manifest it has just written.
-        done = main_decides(not force and self.run_dir.is_done(stage.name, stage_fp, stage.outputs))
-        if done:
+
+        def done() -> bool:
+            if force:
+                return False
+            if self.run_dir.is_done(stage.name, stage_fp, stage.outputs):
+                return True
+            return donors is not None and self.adopt(stage, donors())
+
+        ran = run_once(done, lambda: self._run_body(stage, stage_fp), lock_file)
+        if not ran:
             log.info("%s: up to date, skipped", stage.name)
             self.timings[stage.name] = 0.0
-            return False
+        return ran
+
+    def _run_body(self, stage: Stage, stage_fp: str) -> None:
         started = time.perf_counter()
         log.info("%s: running", stage.name)
         _running.append(stage.name)
@@ -453,31 +474,19 @@ class Run:
         failpoint(f"after-{stage.name}")
         self.timings[stage.name] = seconds
         log.info("%s: done in %.1f s: %s", stage.name, seconds, summary(figures, stage.name))
+
+    def adopt(self, stage: Stage, others: list[Path]) -> bool:
+        """Copy `stage` from another run directory that finished it with this run's fingerprint
+        (fingerprints chain: every stage before it matches too); whether one had it."""
+        fp = self.fingerprints[stage.name]
+        donor = next(
+            (RunDir(o) for o in others if RunDir(o).is_done(stage.name, fp, stage.outputs)), None
+        )
+        if donor is None:
+            return False
+        self.run_dir.adopt(donor, stage.name, stage.outputs)
+        log.info("%s: reused from the sibling run %s", stage.name, donor.root)
         return True
-
-    def adopt_finished(self, others: list[Path]) -> list[str]:
-        """Copy stages another run directory finished with the same fingerprints; their names.
-
-        Fingerprints chain, so a stage is only adopted when every stage before it matches too.
-        """
-        adopted = []
-        for stage in self.stages:
-            fp = self.fingerprints[stage.name]
-            if self.run_dir.is_done(stage.name, fp, stage.outputs):
-                continue
-            donor = next(
-                (
-                    RunDir(other)
-                    for other in others
-                    if RunDir(other).is_done(stage.name, fp, stage.outputs)
-                ),
-                None,
-            )
-            if donor is None:
-                break
-            self.run_dir.adopt(donor, stage.name, stage.outputs)
-            adopted.append(stage.name)
-        return adopted
 
     def run_all_sharing(self, siblings: Callable[[], list[Path]], locks: Path) -> Path:
         """`run_all`, sharing stages with sibling run directories that other processes fill.
@@ -488,11 +497,8 @@ class Run:
         write it). A killed holder releases its lock with its process.
         """
         for stage in self.stages:
-            with launch_lock(locks / f"{stage.name}-{self.fingerprints[stage.name]}.lock"):
-                adopted = self.adopt_finished(siblings())
-                if adopted:
-                    log.info("reusing %s from a sibling run", ", ".join(adopted))
-                self.run_stage(stage)
+            lock = locks / f"{stage.name}-{self.fingerprints[stage.name]}.lock"
+            self.run_stage(stage, lock_file=lock, donors=siblings)
         return self.run_dir.path("adapter")
 
     def run_all(self) -> Path:
