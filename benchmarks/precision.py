@@ -23,7 +23,8 @@ from peft import PeftModel
 from titok.core.data import Example
 from titok.methods import open_run
 from titok.models.loading import load_model
-from titok.stages import excess, select
+from titok.stages import score as excess
+from titok.stages import select
 from titok.stages.runner import Run
 
 

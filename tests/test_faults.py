@@ -16,7 +16,7 @@ from tests.test_pipeline import TINY, make_run, tiny_settings
 from titok.core.config import TrainConfig
 from titok.core.journal import BatchJournal
 from titok.core.rundir import TEMP_PREFIX, RunDir
-from titok.stages.standard import SYNTH_JOURNAL
+from titok.stages.synth import SYNTH_JOURNAL
 from titok.stages.train import Checkpoints, TrainExample, TrainingError, train_lora
 
 ARTIFACTS = ("synthetic.jsonl", "scored.jsonl", "selected.jsonl", "target.jsonl")

@@ -229,7 +229,7 @@ def test_excess_is_exactly_zero_for_an_adapter_with_zero_b(tiny_models, tmp_path
     from peft import LoraConfig, get_peft_model
 
     from titok.models.prompts import prompt_format
-    from titok.stages.excess import contrastive_excess, scored_sequences
+    from titok.stages.score import contrastive_excess, scored_sequences
 
     base = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
     expert = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()

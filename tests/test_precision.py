@@ -13,8 +13,8 @@ from tests.test_pipeline import tiny_settings
 from titok.core import precision
 from titok.core.config import TransplantConfig
 from titok.core.precision import resolve_dtype
-from titok.stages.excess import contrastive_excess
-from titok.stages.standard import synth_settings
+from titok.stages.score import contrastive_excess
+from titok.stages.synth import synth_settings
 
 # bf16 keeps 8 bits of mantissa: a logit of size x carries a rounding error of about x / 512.
 # On the tiny models (excess up to 0.34) bf16 moves it by at most 0.0025 (measured).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -36,9 +36,15 @@ def as_distribution(ids: torch.Tensor, probs: torch.Tensor, vocabulary: int) -> 
 def test_the_nucleus_is_transformers_nucleus(seed, top_p, spread, candidates):
     # spread 0.1 is nearly flat: few candidates cannot hold top_p, the whole vocabulary is used
     scores = torch.randn(5, 300, generator=torch.Generator().manual_seed(seed)) * spread
+    # The kept sets are equal unless a token sits on the top_p boundary within float rounding:
+    # then fp32 sums in another order (transformers adds the tail up, titok the head) may keep
+    # it or not (seed 1195, top_p 0.94477090: the mass before a token is 3e-9 below top_p).
+    # Such draws say nothing of the nucleus; they are left out.
+    ordered = torch.softmax(scores.double(), dim=-1).sort(dim=-1, descending=True).values
+    before = ordered.cumsum(dim=-1) - ordered
+    assume(not bool(((before - top_p).abs() < 1e-5).any()))
     ids, probs = nucleus(scores, top_p, candidates=candidates)
     ours, theirs = as_distribution(ids, probs, 300), transformers_nucleus(scores, top_p)
-    # the kept sets are equal unless a token sits on the top_p boundary within float rounding
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 

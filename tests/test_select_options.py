@@ -10,6 +10,7 @@ from titok.stages.select import (
     adaptive_answer_mask,
     answer_classes,
     answer_mask,
+    answer_pieces,
     by_words,
     class_normalised,
     class_quotas,
@@ -18,7 +19,6 @@ from titok.stages.select import (
     redundancy,
     word_groups,
 )
-from titok.stages.standard import answer_pieces
 
 
 def test_answer_classes_are_closed_or_none():

@@ -14,8 +14,8 @@ from pydantic import Field
 
 from titok.core.config import Settings, register_section
 from titok.methods import register_method
+from titok.methods.titok import TITOK_STAGES
 from titok.stages.runner import Method, Run, Stage
-from titok.stages.standard import TITOK_STAGES
 
 
 class ToyConfig(Settings):

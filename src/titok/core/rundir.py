@@ -66,6 +66,21 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def file_digest(path: str | Path | None) -> str | None:
+    """Content hash of a file, or of every file in a directory, so edits invalidate stages."""
+    if path is None:
+        return None
+    target = Path(path)
+    files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+    digest = hashlib.sha256()
+    for file in files:
+        if file.name == "README.md":
+            continue
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @contextmanager
 def launch_lock(lock_file: Path) -> Iterator[None]:
     """Work under `lock_file` that another titok job must not do at the same time.

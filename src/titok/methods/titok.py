@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from titok.methods import register_method
+from titok.stages.align import ALIGN
 from titok.stages.runner import Method
-from titok.stages.standard import TITOK_STAGES
+from titok.stages.score import SCORE
+from titok.stages.select import SELECT
+from titok.stages.synth import SYNTH
+from titok.stages.train import TRAIN
+
+# SPEC §2's chain: each stage reads what the one before it wrote in the run directory.
+TITOK_STAGES = (SYNTH, SCORE, SELECT, ALIGN, TRAIN)
 
 METHOD = register_method(
     Method(

@@ -23,7 +23,7 @@ from titok.methods import open_run
 from titok.models.loading import load_model, resolve_model
 from titok.stages import card
 from titok.stages.runner import Run
-from titok.stages.standard import card_facts
+from titok.stages.train import card_facts
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import chain
+from typing import Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from titok.core.errors import AlignmentError
+from titok.core.errors import AlignmentError, RunDirError
+from titok.stages import select
+from titok.stages.runner import Run, Stage
+from titok.stages.select import answer_pieces
 
 GROUP_KINDS = ("1-1", "1-n", "n-1", "n-m")
 
@@ -268,3 +272,83 @@ def transfer_values_batch(
         align_offsets(src, tgt, _checked_values(values, len(src))).target_values
         for (_, src), (_, tgt), values in zip(sources, targets, source_values, strict=True)
     ]
+
+
+# -- the stage ------------------------------------------------------------------------------------
+def transfer_row(row: dict, run: Run, stats: AlignmentStats) -> dict:
+    """Target token ids, transferred mask values and the top-k target mask for one sample."""
+    src_tok, tgt_tok = run.source_tokenizer, run.target_tokenizer
+    end_tgt = list(run.target_format.end_ids)
+    target_answer = run.target_format.answer_ids(tgt_tok, row["answer"])
+    target_ids = target_answer + end_tgt
+    mask = np.asarray(row["source_mask"], dtype=np.float64)
+    values = np.asarray(row["excess"], dtype=np.float64)
+    if row["source_ids"] == target_ids:  # same tokenizer and end token: nothing to align
+        return {
+            "target_ids": target_ids,
+            "target_values": mask.tolist(),
+            "target_mask": row["source_mask"],
+        }
+    # Answer text: aligned by characters. End-of-answer tokens (no text): aligned to each other.
+    n_answer = len(row["source_ids"]) - row["n_end"]
+    src_ids, src_offsets = token_offsets(src_tok, row["answer"])
+    _, tgt_offsets = token_offsets(tgt_tok, row["answer"])
+    if src_ids != row["source_ids"][:n_answer]:
+        raise RunDirError(
+            "scored.jsonl was tokenized differently from the source tokenizer; rerun `titok score`"
+        )
+    on_text_mask = align_offsets(src_offsets, tgt_offsets, mask[:n_answer])
+    on_text_excess = align_offsets(src_offsets, tgt_offsets, values[:n_answer]).target_values
+    stats.add(on_text_mask.stats)
+    end_mask = float(mask[n_answer:].mean()) if row["n_end"] else np.nan
+    end_excess = float(values[n_answer:].mean()) if row["n_end"] else np.nan
+    target_values = np.concatenate([on_text_mask.target_values, np.full(len(end_tgt), end_mask)])
+    tie_break = np.concatenate([on_text_excess, np.full(len(end_tgt), end_excess)])
+    c = run.config.select
+    # An adaptive selection keeps the share of text tokens it chose on the source side.
+    k = c.k if c.adaptive_z is None or not n_answer else max(float(mask[:n_answer].mean()), 1e-9)
+    if c.unit == "word" and target_answer:
+        # Whole words on the target too: a word's value is the mean mask its tokens received.
+        groups = select.word_groups(answer_pieces(tgt_tok, target_answer))
+        target_mask = select.by_words(
+            lambda v, n, t: select.answer_mask(v, n, k, c.end_token, t),
+            target_values,
+            len(end_tgt),
+            groups,
+            np.mean,
+            tie_break,
+        )
+    else:
+        target_mask = select.answer_mask(target_values, len(end_tgt), k, c.end_token, tie_break)
+    return {
+        "target_ids": target_ids,
+        "target_values": [round(float(v), 6) for v in np.nan_to_num(target_values, nan=0.0)],
+        "target_mask": target_mask.astype(int).tolist(),
+    }
+
+
+def align_body(run: Run) -> dict[str, Any]:
+    rows = run.run_dir.read_jsonl("selected.jsonl", "select")
+    stats = AlignmentStats()
+    out = []
+    for row in rows:
+        transferred = transfer_row(row, run, stats)
+        out.append({"id": row["id"], "query": row["query"], "answer": row["answer"], **transferred})
+    run.run_dir.write_jsonl("target.jsonl", out)
+    run.run_dir.write_json("alignment.json", stats.to_dict())
+    return {
+        "samples": len(out),
+        "target_tokens": sum(len(r["target_ids"]) for r in out),
+        "selected_target_tokens": sum(sum(r["target_mask"]) for r in out),
+        "coverage": round(stats.coverage, 6),
+        **{f"groups_{k}": v for k, v in stats.groups.items()},
+    }
+
+
+ALIGN = Stage(
+    "align",
+    align_body,
+    lambda c: (c.target_base, c.select.k, c.select.end_token),
+    ("target.jsonl", "alignment.json"),
+    "Stage 4: carry token masks to the target tokenizer.",
+)

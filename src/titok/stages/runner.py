@@ -2,7 +2,8 @@
 
 `Run` holds the resolved settings and loads each model at most once, when a stage needs it.
 A stage is skipped when its manifest matches its fingerprint (see `titok.core.rundir`); the core
-stages live in `titok.stages.standard`, method-specific ones beside their method in `titok.methods`.
+stages live in their modules (`titok.stages.synth`, `score`, `select`, `align`, `train`: one module
+per stage), method-specific ones beside their method in `titok.methods`.
 """
 
 from __future__ import annotations

@@ -5,13 +5,18 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 from scipy.stats import rankdata
 from sklearn.feature_extraction.text import TfidfVectorizer
+from transformers import PreTrainedTokenizerBase
 
 from titok.core.answers import CLOSED_MAX_LABELS, normalise
+from titok.core.errors import ConfigError, GenerationError
+from titok.stages.runner import Run, Stage
 
 
 def top_k_mask(
@@ -270,3 +275,108 @@ def adaptive_answer_mask(
     if len(mask) and not mask.any():
         mask[int(np.argmax(finite))] = True
     return np.concatenate([mask, closing])
+
+
+# -- the stage ------------------------------------------------------------------------------------
+def mean_excess(run: Run, rows: list[dict]) -> list[float]:
+    """TiTok's sample score: each sample's mean excess over its answer's text tokens."""
+    return [r["mean_excess"] for r in rows]
+
+
+# What a select stage ranks the pool by (`select_stage`): one score per scored row, higher first.
+SampleScores = Callable[[Run, list[dict]], list[float]]
+
+
+def token_mask(run: Run, row: dict) -> np.ndarray:
+    """The top-k (or adaptive) mask of one kept sample's answer, by tokens or whole words."""
+    c = run.config.select
+
+    def mask_of(values: np.ndarray, n_end: int, _: np.ndarray | None = None) -> np.ndarray:
+        if c.adaptive_z is None:
+            return answer_mask(values, n_end, c.k, c.end_token)
+        return adaptive_answer_mask(values, n_end, c.adaptive_z, c.end_token)
+
+    n_text = len(row["excess"]) - row["n_end"]
+    if c.unit == "token" or n_text == 0:
+        return mask_of(np.asarray(row["excess"]), row["n_end"])
+    groups = word_groups(answer_pieces(run.source_tokenizer, row["source_ids"][:n_text]))
+    return by_words(mask_of, row["excess"], row["n_end"], groups)
+
+
+def answer_pieces(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str]:
+    """Each answer token's text as it reads after the token before it (so leading spaces show)."""
+    alone = [tokenizer.decode([token]) for token in ids]
+    pieces = alone[:1]
+    for position in range(1, len(ids)):
+        both = tokenizer.decode(ids[position - 1 : position + 1])
+        before = alone[position - 1]
+        pieces.append(both[len(before) :] if both.startswith(before) else "")
+    return pieces
+
+
+def select_body(run: Run, sample_scores: SampleScores = mean_excess) -> dict[str, Any]:
+    c = run.config.select
+    if c.rank_by == "discriminator" and sample_scores is mean_excess:
+        raise ConfigError(
+            f"select.rank_by 'discriminator' ranks by a judge stage, and method "
+            f"'{run.config.method}' has none: use --method translora, or rank_by excess or random"
+        )
+    rows = run.run_dir.read_jsonl("scored.jsonl", "score")
+    if len(rows) < c.m:
+        raise GenerationError(
+            f"select.m is {c.m} but the pool holds {len(rows)} usable samples: lower --m, or "
+            "let synth make more (synth.pool_factor, synth.max_rounds, a looser "
+            "synth.diversity_filter, or a longer --queries file)"
+        )
+    scores = sample_scores(run, rows)
+    classes = answer_classes([r["answer"] for r in rows])
+    by_class = c.rank_by == "excess" and classes is not None
+    if by_class and c.class_normalise:
+        scores = class_normalised(scores, classes)
+    texts = sample_texts(rows)
+    if by_class and c.class_balance != "none":
+        kept = rank_within_classes(scores, classes, c.m, c.class_balance, texts, c.novelty)
+    elif c.rank_by == "excess" and c.novelty > 0:
+        kept = rank_with_novelty(scores, texts, c.m, c.novelty)
+    else:
+        kept = rank_samples(scores, c.m, c.rank_by == "random", run.config.seed)
+    selected = []
+    for index in kept:
+        row = rows[index]
+        row["source_mask"] = token_mask(run, row).astype(int).tolist()
+        selected.append(row)
+    extra: dict[str, Any] = {}
+    if classes is not None:
+        kept_classes = [classes[i] for i in kept]
+        extra["kept_per_answer"] = {a: kept_classes.count(a) for a in sorted(set(classes))}
+    run.run_dir.write_jsonl("selected.jsonl", selected)
+    all_means = [r["mean_excess"] for r in rows]
+    return {
+        "pool": len(rows),
+        "kept": len(selected),
+        "rank_by": c.rank_by,
+        "pool_mean_excess": round(float(np.mean(all_means)), 4),
+        "kept_mean_excess": round(float(np.mean([r["mean_excess"] for r in selected])), 4),
+        # Mean highest TF-IDF similarity of a kept sample to another (1: all near-twins).
+        "kept_redundancy": round(redundancy([texts[i] for i in kept]), 4),
+        "selected_tokens": sum(sum(r["source_mask"]) for r in selected),
+        "answer_tokens": sum(len(r["source_mask"]) for r in selected),
+        **extra,
+    }
+
+
+def select_stage(sample_scores: SampleScores, help: str) -> Stage:
+    """A select stage that ranks the pool by `sample_scores` (a method's own judge, say) when
+    `select.rank_by` is not 'random'; the rest of the selection is TiTok's."""
+    return Stage(
+        "select",
+        partial(select_body, sample_scores=sample_scores),
+        lambda c: (c.select.fingerprint_settings(), c.seed),
+        ("selected.jsonl",),
+        help,
+    )
+
+
+SELECT = select_stage(
+    mean_excess, "Stage 3: top-M samples (by mean excess), top-k% tokens in each."
+)

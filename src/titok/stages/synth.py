@@ -8,6 +8,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from peft import PeftModel
 from peft.helpers import rescale_adapter_scale
@@ -15,12 +16,16 @@ from rapidfuzz.distance import LCSseq
 from rouge_score import tokenize as rouge_tokenize
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from titok.core.config import SynthConfig
-from titok.core.data import Example
+from titok.core.config import SynthConfig, TransplantConfig
+from titok.core.data import Example, read_queries, read_seeds
 from titok.core.errors import GenerationError
 from titok.core.journal import BatchJournal
+from titok.core.precision import fingerprint_part
+from titok.core.rundir import file_digest
 from titok.models.generation import generate, sized_batch
+from titok.models.loading import adapter_dir
 from titok.models.prompts import PromptFormat
+from titok.stages.runner import Run, Stage
 from titok.stages.validity import ANSWER_RULE, AnswerSpace, Dropped, QueryRules
 
 log = logging.getLogger(__name__)
@@ -593,3 +598,79 @@ def answer_all(
     if not samples:
         raise GenerationError("the source expert gave an empty answer to every query")
     return samples
+
+
+# -- the stage ------------------------------------------------------------------------------------
+SYNTH_JOURNAL = (
+    "synth-journal"  # the batches a killed synth stage had generated (titok.core.journal)
+)
+
+
+def expert_writer(run: Run, journal: BatchJournal | None = None) -> Writer:
+    return Writer(run.expert, run.source_tokenizer, run.source_format, journal)
+
+
+def synth_journal(run: Run) -> BatchJournal:
+    """The synth stage's journal: what a killed run of these settings generated is read back."""
+    return BatchJournal.open(run.run_dir.path(SYNTH_JOURNAL), run.fingerprints["synth"])
+
+
+def synth_body(run: Run) -> dict[str, Any]:
+    c = run.config
+    seeds = read_seeds(c.seeds)
+    if c.synth.query_writer == "seeds":
+        samples, figures = seeds, {"samples": len(seeds), "from_seeds": len(seeds)}
+        write_samples(run, samples)
+        return figures
+    journal = synth_journal(run)
+    external = read_queries(c.queries) if c.queries else None
+    writer = None
+    if c.synth.query_writer == "target" and external is None:
+        writer = Writer(run.target_model(), run.target_tokenizer, run.target_format, journal)
+    pool = round(c.synth.pool_factor * c.select.m)
+    result = synthesize(expert_writer(run, journal), seeds, c.synth, pool, c.seed, external, writer)
+    write_samples(run, result.samples)
+    journal.remove()
+    return {**result.figures, "batch_size": c.synth.batch_size, **resumed(journal)}
+
+
+def synth_progress(run: Run) -> dict[str, int]:
+    kept = BatchJournal.batches_kept(run.run_dir.path(SYNTH_JOURNAL), run.fingerprints["synth"])
+    return {"batches_journaled": kept} if kept else {}
+
+
+def resumed(journal: BatchJournal) -> dict[str, int]:
+    """The manifest's note of batches read back from a killed run's journal (none: nothing)."""
+    return {"batches_resumed": journal.replayed} if journal.replayed else {}
+
+
+def write_samples(run: Run, samples: list[Example]) -> None:
+    rows = [{"id": i, "query": s.query, "answer": s.answer} for i, s in enumerate(samples)]
+    run.run_dir.write_jsonl("synthetic.jsonl", rows)
+
+
+def synth_settings(c: TransplantConfig) -> Any:
+    writer = c.synth.query_writer
+    return (
+        c.source_base,
+        file_digest(adapter_dir(c.source_adapter, c.source_adapter_revision)),
+        file_digest(c.seeds),
+        file_digest(c.queries),
+        c.synth.fingerprint_settings(),
+        c.select.m,
+        c.seed,
+        c.target_base if writer == "target" else None,
+        *(["4bit"] if c.load_in_4bit else []),  # absent by default: older fingerprints hold
+        # the dtype this machine computes in: part of every later fingerprint (they chain)
+        *(f"dtype:{name}" for name in fingerprint_part(c.dtype)),
+    )
+
+
+SYNTH = Stage(
+    "synth",
+    synth_body,
+    synth_settings,
+    ("synthetic.jsonl",),
+    "Stage 1: the source expert writes and answers synthetic queries.",
+    synth_progress,
+)

@@ -11,12 +11,13 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -24,12 +25,16 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from titok.core.batching import free_memory
-from titok.core.config import TrainConfig
-from titok.core.distributed import is_main, main_decides, world_size
+from titok.core.config import TrainConfig, TransplantConfig
+from titok.core.data import read_queries
+from titok.core.distributed import is_main, main_decides, wait_for_everyone, world_size
 from titok.core.errors import TitokError
 from titok.core.faults import failpoint
 from titok.core.progress import progress
 from titok.core.rundir import temp_prefix
+from titok.models.loading import model_reference
+from titok.stages import card
+from titok.stages.runner import Run, Stage
 
 log = logging.getLogger(__name__)
 
@@ -505,3 +510,91 @@ def train_lora(
 
 def save_adapter(peft_model: PeftModel, folder: Path) -> None:
     peft_model.save_pretrained(folder, safe_serialization=True)
+
+
+# -- the stage ------------------------------------------------------------------------------------
+def training_examples(rows: list[dict], run: Run) -> list[TrainExample]:
+    weighted = run.config.train.weight_by_mask
+    examples = []
+    for row in rows:
+        weights = [float(v) if weighted else 1.0 for v in row["target_values"]]
+        weights = [w if keep else 0.0 for w, keep in zip(weights, row["target_mask"], strict=True)]
+        prompt = run.target_format.prompt_ids(run.target_tokenizer, row["query"])
+        examples.append(TrainExample(prompt, list(row["target_ids"]), weights))
+    return examples
+
+
+def checkpoint_folder(run: Run) -> Path:
+    return run.run_dir.path(f"checkpoints/train-{run.fingerprints['train']}")
+
+
+def train_progress(run: Run) -> dict[str, int]:
+    newest = Checkpoints(checkpoint_folder(run), run.config.train.checkpoint_every).newest()
+    return {"checkpoint_step": Checkpoints.step_of(newest)} if newest else {}
+
+
+def train_and_save(
+    run: Run, examples: list[TrainExample], kl_weight: float = 0.0
+) -> dict[str, Any]:
+    """Train the target LoRA on `examples` and move it, with its model card, into place;
+    examples with a teacher (KD's stages) are trained with `kl_weight` of KL to it."""
+    folder = checkpoint_folder(run)
+    model, figures = train_lora(
+        run.target_model(),
+        examples,
+        run.config.train,
+        pad_id=run.target_tokenizer.pad_token_id,
+        seed=run.config.seed,
+        desc="training target LoRA",
+        kl_weight=kl_weight,
+        checkpoints=Checkpoints(folder, run.config.train.checkpoint_every),
+    )
+    if is_main():  # the processes hold the same weights after data-parallel training
+        built = run.run_dir.temp_dir("adapter")
+        save_adapter(model, built)
+        (built / "README.md").write_text(card.model_card(card_facts(run, figures)))
+        run.run_dir.replace_dir("adapter", built)
+        shutil.rmtree(run.run_dir.path("checkpoints"), ignore_errors=True)
+    wait_for_everyone()
+    return figures
+
+
+def card_facts(run: Run, train_figures: dict[str, Any] | None = None) -> card.CardFacts:
+    """What the adapter's model card says about `run` (its settings, figures, evaluations)."""
+    root = run.run_dir.root
+    figures = {
+        stage: manifest["figures"]
+        for stage in card.CARD_STAGES
+        if (manifest := run.run_dir.manifest(stage))
+    }
+    if train_figures is not None:  # the train stage's own, before its manifest exists
+        figures["train"] = train_figures
+    c = run.config
+    return card.CardFacts(
+        settings=c.model_dump(),
+        prompt=run.target_format.describe(),
+        figures=figures,
+        revisions=run.revisions,
+        evaluations=card.adapter_evaluations(root),
+        target=asdict(model_reference(c.target_base)),
+        queries=len(read_queries(c.queries)) if c.queries else None,
+    )
+
+
+def train_body(run: Run) -> dict[str, Any]:
+    rows = run.run_dir.read_jsonl("target.jsonl", "align")
+    return train_and_save(run, training_examples(rows, run))
+
+
+def train_settings(c: TransplantConfig) -> Any:
+    return (c.train.result_settings(), c.seed, c.method, *(["4bit"] if c.load_in_4bit else []))
+
+
+TRAIN = Stage(
+    "train",
+    train_body,
+    train_settings,
+    ("adapter/adapter_model.safetensors",),
+    "Stage 5: train the target LoRA on the selected tokens.",
+    train_progress,
+)

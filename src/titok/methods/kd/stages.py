@@ -16,19 +16,18 @@ from titok.methods.kd.config import KDConfig  # noqa: F401  (registers the kd se
 from titok.methods.kd.teacher import TeacherStats, carry_teacher, teacher_positions
 from titok.models.logprobs import answer_top_k
 from titok.models.vocab_map import VocabMap
-from titok.stages import excess
+from titok.stages.align import ALIGN
 from titok.stages.runner import Run, Stage
-from titok.stages.standard import (
-    ALIGN,
-    SCORE,
-    SELECT,
-    SYNTH,
+from titok.stages.score import SCORE, scored_sequences
+from titok.stages.select import SELECT
+from titok.stages.synth import SYNTH
+from titok.stages.train import (
+    NO_TEACHER,
     train_and_save,
     train_progress,
     train_settings,
     training_examples,
 )
-from titok.stages.train import NO_TEACHER
 
 TEACHER_FILE = "teacher.safetensors"
 
@@ -41,7 +40,7 @@ def teacher_body(run: Run) -> dict[str, Any]:
     pairs = [
         (prompt, row["source_ids"])
         for (prompt, _), row in zip(
-            excess.scored_sequences(run.source_tokenizer, run.source_format, samples),
+            scored_sequences(run.source_tokenizer, run.source_format, samples),
             selected,
             strict=True,
         )

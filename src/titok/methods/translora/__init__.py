@@ -9,8 +9,11 @@ from titok.core.config import every_token
 from titok.methods import register_method
 from titok.methods.translora.config import DiscriminatorConfig
 from titok.methods.translora.stages import JUDGE, SELECT_BY_JUDGE, check_inputs, sized
+from titok.stages.align import ALIGN
 from titok.stages.runner import Method
-from titok.stages.standard import ALIGN, SCORE, SYNTH, TRAIN
+from titok.stages.score import SCORE
+from titok.stages.synth import SYNTH
+from titok.stages.train import TRAIN
 
 __all__ = ["METHOD", "DiscriminatorConfig"]
 

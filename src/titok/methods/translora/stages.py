@@ -8,11 +8,12 @@ import numpy as np
 
 from titok.core.config import TransplantConfig
 from titok.core.data import read_seeds
+from titok.core.rundir import file_digest
 from titok.methods.translora.config import DiscriminatorConfig  # noqa: F401  (its section)
 from titok.methods.translora.discriminator import cross_fit
 from titok.models.loading import sized_training
 from titok.stages.runner import Run, Stage
-from titok.stages.standard import file_digest, select_stage
+from titok.stages.select import select_stage
 
 
 def judge_body(run: Run) -> dict[str, Any]:

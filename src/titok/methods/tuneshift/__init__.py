@@ -19,8 +19,10 @@ from titok.methods import register_method
 from titok.methods.kd.stages import TEACHER, TRAIN_KD
 from titok.methods.tuneshift.config import TuneShiftConfig
 from titok.methods.tuneshift.stages import SYNTH_TUNESHIFT
+from titok.stages.align import ALIGN
 from titok.stages.runner import Method
-from titok.stages.standard import ALIGN, SCORE, SELECT
+from titok.stages.score import SCORE
+from titok.stages.select import SELECT
 
 __all__ = ["METHOD", "TuneShiftConfig"]
 

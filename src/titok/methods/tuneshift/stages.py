@@ -11,22 +11,20 @@ from titok.core.data import Example, read_seeds
 from titok.core.errors import GenerationError
 from titok.methods.tuneshift.config import TuneShiftConfig  # noqa: F401  (its section)
 from titok.stages.runner import Run, Stage
-from titok.stages.standard import (
-    expert_excess,
+from titok.stages.score import expert_excess
+from titok.stages.synth import (
+    answer_all,
     expert_writer,
+    generate_queries,
+    query_rules,
+    resolve_expert_writing,
     resumed,
     synth_body,
     synth_journal,
     synth_progress,
     synth_settings,
-    write_samples,
-)
-from titok.stages.synth import (
-    answer_all,
-    generate_queries,
-    query_rules,
-    resolve_expert_writing,
     valid_answers,
+    write_samples,
 )
 from titok.stages.validity import AnswerSpace, Dropped
 
