@@ -134,3 +134,19 @@ def test_version_and_help_import_neither_torch_nor_transformers(args):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "HEAVY []" in done.stdout, done.stdout[-500:]
+
+
+def test_stage_commands_and_their_help_come_from_the_registry():
+    """`titok STAGE --run DIR` for every stage of every registered method, with the stage's own
+    help (nothing listed by hand in the CLI)."""
+    from titok import cli
+    from titok.methods import available
+    from titok.methods.translora.stages import JUDGE
+
+    cli._add_stage_commands(["judge", "--run", "somewhere"])
+    stages = {stage.name for method in available().values() for stage in method.stages}
+    assert stages <= cli._static_commands()
+    helps = {info.name: info.help for info in cli.app.registered_commands}
+    assert helps["judge"] == JUDGE.help
+    # one name, two stages: each help with the methods that have it
+    assert "titok, translora: Stage 5" in helps["train"] and "kd, kd-mined" in helps["train"]

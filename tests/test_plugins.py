@@ -76,6 +76,11 @@ def test_a_plugin_package_adds_its_method_to_the_command_line(tiny_models, tmp_p
     )
     assert again.returncode == 0, failure(again)
     assert json.loads((tmp_path / "run" / "toy_tally.json").read_text())["label"] == "flag"
+    # its own stage is a command too, with its help
+    helped = run_titok("tally", "--help", env=env)
+    assert "Toy: count the samples" in helped.stdout, failure(helped)
+    redone = run_titok("tally", "--run", str(tmp_path / "run"), "--force", env=env)
+    assert redone.returncode == 0, failure(redone)
     # without the package its settings and the method are unknown, said before any work
     plain = run_titok("transplant", "--config", str(config), "--out", str(tmp_path / "other"))
     assert plain.returncode == 2 and "unknown key 'toy'" in plain.stderr, failure(plain)

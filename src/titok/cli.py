@@ -22,6 +22,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Transplant a LoRA to another base model (TiTok).",
+    epilog="One stage of a run directory: titok STAGE --run DIR (`titok methods` lists each "
+    "method's stages, `titok STAGE --help` what one does).",
 )
 # soft_wrap: messages keep their lines (paths and commands stay copyable), whatever the width.
 console = Console(stderr=True, soft_wrap=True)
@@ -138,17 +140,30 @@ def _stage_command(name: str, help_text: str) -> None:
     app.command(name, help=help_text, rich_help_panel=STAGES)(command)
 
 
-# One command per stage; a run's method decides which of them it has (`titok status`).
-for _name, _help in {
-    "synth": "Stage 1: the source expert writes and answers synthetic queries.",
-    "score": "Stage 2: contrastive excess of every answer token.",
-    "judge": "TransLoRA: a discriminator judges how real each synthetic sample looks.",
-    "select": "Stage 3: top-M samples, top-k% tokens in each.",
-    "align": "Stage 4: carry token masks to the target tokenizer.",
-    "teacher": "KD: the expert's top-k log-probs on the target's positions and vocabulary.",
-    "train": "Stage 5: train the target LoRA on the selected tokens.",
-}.items():
-    _stage_command(_name, _help)
+def _add_stage_commands(argv: list[str]) -> None:
+    """One command per stage of the registered methods (`titok synth --run DIR`, a plugin's own
+    stages too), with the stage's own help text. Only when the command line names no other
+    command: the registry imports torch, which `titok --help` and `titok --version` must not."""
+    words = [word for word in argv if not word.startswith("-")]
+    if not words or any(word in _static_commands() for word in words):
+        return
+    from titok.methods import available
+
+    helps: dict[str, dict[str, list[str]]] = {}  # stage -> help text -> the methods with it
+    for method in available().values():
+        for stage in method.stages:
+            helps.setdefault(stage.name, {}).setdefault(stage.help, []).append(method.name)
+    for name, texts in helps.items():
+        if len(texts) == 1:
+            _stage_command(name, next(iter(texts)))
+        else:  # one name, several stages (KD's train is not TiTok's): each with its methods
+            _stage_command(
+                name, "\n\n".join(f"{', '.join(who)}: {text}" for text, who in texts.items())
+            )
+
+
+def _static_commands() -> set[str]:
+    return {info.name or info.callback.__name__ for info in app.registered_commands}
 
 
 @app.command()
@@ -605,6 +620,7 @@ def main() -> None:
         # same status 2, quietly (the failed one has said why).
         signal.signal(signal.SIGTERM, _stopped_by_launcher)
     try:
+        _add_stage_commands(sys.argv[1:])
         status = app(standalone_mode=False)
         # typer turns Ctrl-C into Exit(130), and under standalone_mode=False returns the code
         if status == INTERRUPTED:
