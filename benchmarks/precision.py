@@ -32,12 +32,12 @@ def score(run: Run, samples: list[Example], dtype: str) -> tuple[list[np.ndarray
     c = run.config
     base = load_model(c.source_base, dtype=dtype)
     expert = PeftModel.from_pretrained(base, c.source_adapter).eval()
-    pairs = excess.scored_sequences(run.source_tokenizer, run.source_format, samples)
+    pairs = excess.scored_sequences(run.models.source_tokenizer, run.models.source_format, samples)
     started = time.perf_counter()
     values = excess.contrastive_excess(
         expert,
         pairs,
-        pad_id=run.source_tokenizer.pad_token_id,
+        pad_id=run.models.source_tokenizer.pad_token_id,
         batch_size=c.score.batch_size,
         chunk_tokens=c.score.chunk_tokens,
     )
@@ -48,7 +48,7 @@ def compare(run_dir: Path) -> dict:
     run = open_run(run_dir)
     rows = run.run_dir.read_jsonl("synthetic.jsonl", "synth")
     samples = [Example(r["query"], r["answer"]) for r in rows]
-    n_end = len(run.source_format.end_ids)
+    n_end = len(run.models.source_format.end_ids)
     c = run.config.select
     fp32, fp32_seconds = score(run, samples, "float32")
     bf16, bf16_seconds = score(run, samples, "bfloat16")

@@ -18,8 +18,8 @@ from titok.core.batching import (
     gpu_batch_size,
 )
 from titok.core.config import ConfigError, SynthConfig, build_config
+from titok.models import context
 from titok.models.loading import model_shape, parameter_count
-from titok.stages import runner
 
 GIB = 2**30
 # Llama-3-8B's body: 32 layers, 8 KV heads of 128, hidden 4096, MLP 14336, vocabulary 128,256
@@ -98,9 +98,9 @@ def test_a_gpu_run_sizes_its_batches_from_free_memory_and_the_source_shape(
     tiny_models, tmp_path, monkeypatch
 ):
     shape = model_shape(str(tiny_models["source"]))
-    monkeypatch.setattr(runner, "device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(context, "device", lambda: torch.device("cuda"))
     free = {"bytes": 0}
-    monkeypatch.setattr(runner, "free_gpu_bytes", lambda device: free["bytes"])
+    monkeypatch.setattr(context, "free_gpu_bytes", lambda device: free["bytes"])
 
     def sized(free_bytes: int) -> tuple[int, int]:
         free["bytes"] = free_bytes

@@ -46,7 +46,7 @@ def test_a_transplant_never_calls_kernelize_and_its_manifests_say_so(
     queries.write_text("".join(json.dumps({"query": f"True and {i} is"}) + "\n" for i in range(8)))
     run = make_run(tiny_models, tmp_path / "run", queries=str(queries))
     assert (run.run_all() / "adapter_model.safetensors").is_file()
-    dtype = str(run.dtype).removeprefix("torch.")  # 'auto': bf16 on a CPU with AVX-512 BF16
+    dtype = str(run.models.dtype).removeprefix("torch.")  # 'auto': bf16 on a CPU with AVX-512 BF16
     for stage in run.stages:
         runtime = run.run_dir.manifest(stage.name)["runtime"]
         assert runtime == {"dtype": dtype, "device": "cpu", "hub_kernels": False}

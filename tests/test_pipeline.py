@@ -234,7 +234,7 @@ def test_excess_is_exactly_zero_for_an_adapter_with_zero_b(tiny_models, tmp_path
     base = AutoModelForCausalLM.from_pretrained(tiny_models["source"])
     expert = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()
     run = make_run(tiny_models, tmp_path / "run")
-    tokenizer = run.source_tokenizer
+    tokenizer = run.models.source_tokenizer
     samples = [Example("True and False is", "False"), Example("not True is", "False because not")]
     pairs = scored_sequences(tokenizer, prompt_format(tokenizer), samples)
     for values in contrastive_excess(expert, pairs, pad_id=tokenizer.pad_token_id, batch_size=2):

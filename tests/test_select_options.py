@@ -163,17 +163,17 @@ def test_select_and_align_keep_whole_words(tiny_models, tmp_path):
         run.run_stage(run.stage(stage))
     on_source = sum(
         words_of_several_pieces(
-            run.source_tokenizer, row["source_ids"][: len(row["excess"]) - row["n_end"]],
+            run.models.source_tokenizer, row["source_ids"][: len(row["excess"]) - row["n_end"]],
             row["source_mask"],
         )
         for row in rows(run.run_dir.path("selected.jsonl"))
     )  # fmt: skip
     assert on_source  # the check had something to check
     # and on the target, after the mask crossed tokenizers: whole target words
-    n_end = len(run.target_format.end_ids)
+    n_end = len(run.models.target_format.end_ids)
     on_target = sum(
         words_of_several_pieces(
-            run.target_tokenizer, row["target_ids"][: len(row["target_ids"]) - n_end],
+            run.models.target_tokenizer, row["target_ids"][: len(row["target_ids"]) - n_end],
             row["target_mask"],
         )
         for row in rows(run.run_dir.path("target.jsonl"))

@@ -74,7 +74,7 @@ def _save_merged(
     building = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
     try:
         model.save_pretrained(building, safe_serialization=True)
-        run.target_tokenizer.save_pretrained(building)
+        run.models.target_tokenizer.save_pretrained(building)
         (building / "README.md").write_text(card.model_card(facts))
         if destination.exists():
             destination.rmdir()  # empty, checked above

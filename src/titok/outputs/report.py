@@ -62,11 +62,11 @@ def shade(value: float, scale: float) -> str:
 
 def aligned_groups(run: Run, row: dict, target: dict) -> list[dict[str, Any]]:
     """The answer's aligned groups: source tokens and target tokens covering the same text."""
-    src_ids, src_offsets = token_offsets(run.source_tokenizer, row["answer"])
-    tgt_ids, tgt_offsets = token_offsets(run.target_tokenizer, row["answer"])
+    src_ids, src_offsets = token_offsets(run.models.source_tokenizer, row["answer"])
+    tgt_ids, tgt_offsets = token_offsets(run.models.target_tokenizer, row["answer"])
     alignment = align_offsets(src_offsets, tgt_offsets, np.zeros(len(src_ids)))
-    src_texts = token_texts(run.source_tokenizer, src_ids)
-    tgt_texts = token_texts(run.target_tokenizer, tgt_ids)
+    src_texts = token_texts(run.models.source_tokenizer, src_ids)
+    tgt_texts = token_texts(run.models.target_tokenizer, tgt_ids)
     groups: dict[int, dict[str, list]] = {}
     for i, group in enumerate(alignment.source_groups.tolist()):
         groups.setdefault(group, {"source": [], "target": []})["source"].append(
@@ -93,7 +93,7 @@ def samples(run: Run, limit: int) -> tuple[list[dict[str, Any]], float, bool]:
     scale = float(np.percentile(np.abs(np.concatenate(text_values)), 95))
     out, crossing = [], False
     for row in selected:
-        texts = token_texts(run.source_tokenizer, row["source_ids"])
+        texts = token_texts(run.models.source_tokenizer, row["source_ids"])
         target = targets.get(row["id"])
         cross = target is not None and target["target_ids"] != row["source_ids"]
         crossing |= cross

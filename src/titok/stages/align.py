@@ -277,9 +277,9 @@ def transfer_values_batch(
 # -- the stage ------------------------------------------------------------------------------------
 def transfer_row(row: dict, run: Run, stats: AlignmentStats) -> dict:
     """Target token ids, transferred mask values and the top-k target mask for one sample."""
-    src_tok, tgt_tok = run.source_tokenizer, run.target_tokenizer
-    end_tgt = list(run.target_format.end_ids)
-    target_answer = run.target_format.answer_ids(tgt_tok, row["answer"])
+    src_tok, tgt_tok = run.models.source_tokenizer, run.models.target_tokenizer
+    end_tgt = list(run.models.target_format.end_ids)
+    target_answer = run.models.target_format.answer_ids(tgt_tok, row["answer"])
     target_ids = target_answer + end_tgt
     mask = np.asarray(row["source_mask"], dtype=np.float64)
     values = np.asarray(row["excess"], dtype=np.float64)

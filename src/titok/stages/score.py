@@ -55,11 +55,11 @@ def expert_excess(
     run: Run, samples: list[Example]
 ) -> tuple[list[tuple[list[int], list[int]]], list[np.ndarray]]:
     """The samples as the expert sees them (prompt ids, answer ids) and each answer's excess."""
-    pairs = scored_sequences(run.source_tokenizer, run.source_format, samples)
+    pairs = scored_sequences(run.models.source_tokenizer, run.models.source_format, samples)
     scores = contrastive_excess(
-        run.expert,
+        run.models.expert,
         pairs,
-        pad_id=run.source_tokenizer.pad_token_id,
+        pad_id=run.models.source_tokenizer.pad_token_id,
         batch_size=run.config.score.batch_size,
         chunk_tokens=run.config.score.chunk_tokens,
     )
@@ -69,7 +69,7 @@ def expert_excess(
 def score_body(run: Run) -> dict[str, Any]:
     rows = run.run_dir.read_jsonl("synthetic.jsonl", "synth")
     pairs, scores = expert_excess(run, [Example(r["query"], r["answer"]) for r in rows])
-    n_end = len(run.source_format.end_ids)
+    n_end = len(run.models.source_format.end_ids)
     for row, (_, answer_ids), values in zip(rows, pairs, scores, strict=True):
         row.update(
             source_ids=answer_ids,

@@ -299,7 +299,7 @@ def token_mask(run: Run, row: dict) -> np.ndarray:
     n_text = len(row["excess"]) - row["n_end"]
     if c.unit == "token" or n_text == 0:
         return mask_of(np.asarray(row["excess"]), row["n_end"])
-    groups = word_groups(answer_pieces(run.source_tokenizer, row["source_ids"][:n_text]))
+    groups = word_groups(answer_pieces(run.models.source_tokenizer, row["source_ids"][:n_text]))
     return by_words(mask_of, row["excess"], row["n_end"], groups)
 
 

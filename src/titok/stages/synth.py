@@ -607,7 +607,7 @@ SYNTH_JOURNAL = (
 
 
 def expert_writer(run: Run, journal: BatchJournal | None = None) -> Writer:
-    return Writer(run.expert, run.source_tokenizer, run.source_format, journal)
+    return Writer(run.models.expert, run.models.source_tokenizer, run.models.source_format, journal)
 
 
 def synth_journal(run: Run) -> BatchJournal:
@@ -626,7 +626,12 @@ def synth_body(run: Run) -> dict[str, Any]:
     external = read_queries(c.queries) if c.queries else None
     writer = None
     if c.synth.query_writer == "target" and external is None:
-        writer = Writer(run.target_model(), run.target_tokenizer, run.target_format, journal)
+        writer = Writer(
+            run.models.target_model(),
+            run.models.target_tokenizer,
+            run.models.target_format,
+            journal,
+        )
     pool = round(c.synth.pool_factor * c.select.m)
     result = synthesize(expert_writer(run, journal), seeds, c.synth, pool, c.seed, external, writer)
     write_samples(run, result.samples)

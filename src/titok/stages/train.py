@@ -519,7 +519,7 @@ def training_examples(rows: list[dict], run: Run) -> list[TrainExample]:
     for row in rows:
         weights = [float(v) if weighted else 1.0 for v in row["target_values"]]
         weights = [w if keep else 0.0 for w, keep in zip(weights, row["target_mask"], strict=True)]
-        prompt = run.target_format.prompt_ids(run.target_tokenizer, row["query"])
+        prompt = run.models.target_format.prompt_ids(run.models.target_tokenizer, row["query"])
         examples.append(TrainExample(prompt, list(row["target_ids"]), weights))
     return examples
 
@@ -540,10 +540,10 @@ def train_and_save(
     examples with a teacher (KD's stages) are trained with `kl_weight` of KL to it."""
     folder = checkpoint_folder(run)
     model, figures = train_lora(
-        run.target_model(),
+        run.models.target_model(),
         examples,
         run.config.train,
-        pad_id=run.target_tokenizer.pad_token_id,
+        pad_id=run.models.target_tokenizer.pad_token_id,
         seed=run.config.seed,
         desc="training target LoRA",
         kl_weight=kl_weight,
@@ -572,9 +572,9 @@ def card_facts(run: Run, train_figures: dict[str, Any] | None = None) -> card.Ca
     c = run.config
     return card.CardFacts(
         settings=c.model_dump(),
-        prompt=run.target_format.describe(),
+        prompt=run.models.target_format.describe(),
         figures=figures,
-        revisions=run.revisions,
+        revisions=run.models.revisions,
         evaluations=card.adapter_evaluations(root),
         target=asdict(model_reference(c.target_base)),
         queries=len(read_queries(c.queries)) if c.queries else None,

@@ -40,24 +40,26 @@ def teacher_body(run: Run) -> dict[str, Any]:
     pairs = [
         (prompt, row["source_ids"])
         for (prompt, _), row in zip(
-            scored_sequences(run.source_tokenizer, run.source_format, samples),
+            scored_sequences(run.models.source_tokenizer, run.models.source_format, samples),
             selected,
             strict=True,
         )
     ]
     top = answer_top_k(
-        run.expert,
+        run.models.expert,
         pairs,
-        pad_id=run.source_tokenizer.pad_token_id,
+        pad_id=run.models.source_tokenizer.pad_token_id,
         batch_size=run.config.score.batch_size,
         chunk_tokens=run.config.score.chunk_tokens,
         k=kd.top_k,
     )
     started = time.perf_counter()
-    vocab = VocabMap(run.source_tokenizer, run.target_tokenizer, kd.vocab_map)
+    vocab = VocabMap(run.models.source_tokenizer, run.models.target_tokenizer, kd.vocab_map)
     vocab.extend(int(i) for ids, _ in top for i in ids.flatten().tolist())
     map_seconds = time.perf_counter() - started
-    end_pairs = dict(zip(run.source_format.end_ids, run.target_format.end_ids, strict=False))
+    end_pairs = dict(
+        zip(run.models.source_format.end_ids, run.models.target_format.end_ids, strict=False)
+    )
     stats = TeacherStats()
     ids_rows, logprob_rows, lengths = [], [], []
     for row, sample_top in zip(selected, top, strict=True):
@@ -67,9 +69,9 @@ def teacher_body(run: Run) -> dict[str, Any]:
             row["source_ids"],
             row["n_end"],
             target["target_ids"],
-            len(run.target_format.end_ids),
-            run.source_tokenizer,
-            run.target_tokenizer,
+            len(run.models.target_format.end_ids),
+            run.models.source_tokenizer,
+            run.models.target_tokenizer,
         )
         ids, logprobs = carry_teacher(sample_top, positions, vocab, end_pairs, stats)
         ids_rows.append(ids)

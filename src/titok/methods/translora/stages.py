@@ -20,7 +20,7 @@ def judge_body(run: Run) -> dict[str, Any]:
     c = run.config
     pool = run.run_dir.read_jsonl("scored.jsonl", "score")
     real = read_seeds(c.seeds) + (read_seeds(c.discriminator.real) if c.discriminator.real else [])
-    tokenizer, fmt = run.source_tokenizer, run.source_format
+    tokenizer, fmt = run.models.source_tokenizer, run.models.source_format
 
     def sequence(query: str, answer: str) -> list[int]:
         return fmt.prompt_ids(tokenizer, query) + fmt.answer_ids(tokenizer, answer)
