@@ -49,6 +49,9 @@ def tiny_settings(tiny_models, out):
     )
 
 
+# Slow (about 2 minutes on one thread): a whole bench, every base and method column, three CLI
+# runs; the in-process bench tests below keep the cells' keys, locks and refusals in the fast suite.
+@pytest.mark.slow
 def test_bench_runs_every_cell_and_resumes(tiny_models, tmp_path, monkeypatch, caplog):
     import titok_bench.runner
 

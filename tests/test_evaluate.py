@@ -142,3 +142,24 @@ def test_closed_tasks_report_balanced_accuracy_and_open_ones_rouge(tiny_models, 
     golds = [e.answer for e in opened.examples[:3]]
     assert result.metrics["chance"][0] == constant_answer_level(golds)
     assert 0 < result.metrics["top_prediction_share"][0] <= 1
+
+
+def test_a_task_family_is_added_by_registration():
+    """A new kind of task is one `register_task_family` call: resolved by name, listed in the
+    message for an unknown name, with the nearest family suggested."""
+    from titok.core.data import Example
+    from titok.eval import tasks
+
+    def echo(name: str, rest: str, data_dir) -> tasks.TaskSpec:
+        examples = [Example(f"Say {rest} {i}", f"{rest} {i}") for i in range(4)]
+        return tasks.TaskSpec(name, "echo", examples, tasks.GENERIC_HARNESS)
+
+    tasks.register_task_family(tasks.TaskFamily("echo", "echo:<word>", echo))
+    try:
+        task = tasks.resolve_task("echo:hi")
+        assert (task.name, task.family, task.examples[1].answer) == ("echo:hi", "echo", "hi 1")
+        with pytest.raises(DataError, match=r"echo:<word>.*did you mean 'echo'"):
+            tasks.resolve_task("ecko:hi")
+    finally:
+        tasks._families.pop("echo")
+    assert "echo" not in tasks.task_families()

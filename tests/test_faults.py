@@ -38,6 +38,9 @@ def adapter_weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "adapter" / "adapter_model.safetensors"))
 
 
+# Slow (about a minute): six transplant subprocesses, each killed at a stage boundary and
+# resumed; the journal and checkpoint tests of this file stay fast.
+@pytest.mark.slow
 def test_killed_runs_resume_to_the_uninterrupted_result(tiny_models, tmp_path):
     settings = {
         **tiny_settings(tiny_models),

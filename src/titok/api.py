@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from titok.core.config import TransplantConfig, build_config
-from titok.methods import new_run
+from titok.methods import run_transplant
 
 
 def transplant(out: str | Path, config: str | Path | None = None, **settings: Any) -> Path:
@@ -16,8 +16,5 @@ def transplant(out: str | Path, config: str | Path | None = None, **settings: An
     they override the YAML file `config`, which overrides the defaults. Finished stages whose
     settings did not change are skipped.
     """
-    resolved = build_config(TransplantConfig, config, settings)
-    run = new_run(resolved, out)
-    run.save_config()
-    run.run_all()
+    run = run_transplant(build_config(TransplantConfig, config, settings), out)
     return run.run_dir.path("adapter")

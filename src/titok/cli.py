@@ -244,7 +244,7 @@ def transplant(
 ) -> None:
     """Transplant a LoRA from the source base to the target base (all stages, resumable)."""
     from titok.core.config import TransplantConfig, assignments, build_config, merge
-    from titok.methods import new_run
+    from titok.methods import run_transplant
 
     flags: dict[str, Any] = {
         "source_base": source_base,
@@ -261,10 +261,14 @@ def transplant(
         "train": {"preset": train_preset, "epochs": epochs, "lr": lr, "r": lora_r},
     }
     settings = build_config(TransplantConfig, config, merge(flags, assignments(set_ or [])))
-    run = new_run(settings, out)
-    run.save_config(overwrite, keep_work=not update)
-    _setup_logging(logging.getLogger().handlers[0].level > logging.INFO, out / "run.log")
-    run.run_all()
+    quiet = logging.getLogger().handlers[0].level > logging.INFO
+    run_transplant(
+        settings,
+        out,
+        overwrite=overwrite,
+        keep_work=not update,
+        ready=lambda run: _setup_logging(quiet, out / "run.log"),  # once out is claimed
+    )
     console.print(f"adapter: {out / 'adapter'}")
 
 

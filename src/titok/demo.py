@@ -32,10 +32,15 @@ from titok.eval.harness import EvalResult
 from titok.eval.metrics import Difference, predictions_difference
 from titok.eval.run import evaluate_on
 from titok.eval.tasks import TaskSpec, resolve_task
-from titok.methods import new_run
+from titok.methods import run_transplant
 from titok.models.loading import BUNDLED
 from titok.outputs.report import build_report, verdicts
-from titok.stages.real_data import train_on_examples
+from titok.stages.real_data import (
+    FEW_SAMPLES_LORA,
+    FORMAT_LORA,
+    KNOWLEDGE_LORA,
+    train_on_examples,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +70,7 @@ KNOWLEDGE = Recipe(
     methods=("titok", "kd"),
     external_queries=True,
     # every linear layer: a LoRA on the attention alone learns the answer format, not the facts
-    source_train=TrainConfig(
-        r=16, alpha=32, lr=1e-3, epochs=6, batch_size=8, target_modules="all-linear"
-    ),
+    source_train=KNOWLEDGE_LORA,
     # titok's defaults: the expert answers the questions; the target LoRA from titok's preset
     # for this 268M target (`train.preset: auto` → small: r 16, lr 1e-3, 6 epochs)
     synth=SynthConfig(),
@@ -81,13 +84,12 @@ KNOWLEDGE = Recipe(
 DATA_FREE = Recipe(
     methods=("titok",),
     external_queries=False,
-    source_train=TrainConfig(r=8, alpha=16, lr=5e-4, epochs=1, batch_size=8, target_modules=None),
+    source_train=FORMAT_LORA,
     # Rigid format (SPEC §2.1 names boolean_expressions): ROUGE filtering starves generation.
     # Query writing is titok's default (`auto`, validity rules): the 135M expert answers
     # every chat turn with the task's answer; the probe picks completing a seed's opening.
     synth=SynthConfig(diversity_filter="dedup", max_query_tokens=40, max_answer_tokens=16),
-    # A few dozen samples on a small model: a higher learning rate than the paper's 5e-5.
-    train=TrainConfig(r=16, alpha=32, lr=1e-3, epochs=3, batch_size=4),
+    train=FEW_SAMPLES_LORA,
     m=40,
     test_share=0.1,
     caption="data-free, from 5 seeds: the answer format and prior arrive, not knowledge",
@@ -180,10 +182,13 @@ def run_demo(settings: DemoSettings) -> dict:
     runs = {}
     for method in recipe.methods:
         config = transplant_config(settings, recipe, method, adapter, seeds, queries, m)
-        run = new_run(config, settings.out / method)
-        run.save_config()
         siblings = [settings.out / other for other in recipe.methods if other != method]
-        run.run_all_sharing(lambda s=siblings: [p for p in s if p.is_dir()], run_dir.path(".locks"))
+        run = run_transplant(
+            config,
+            settings.out / method,
+            siblings=lambda s=siblings: [p for p in s if p.is_dir()],
+            locks=run_dir.path(".locks"),
+        )
         timings.update({f"{method}: {k}": v for k, v in run.timings.items()})
         runs[method] = run
 

@@ -32,8 +32,13 @@ from titok.core.provenance import git_commit
 from titok.core.rundir import RunDir, fingerprint, run_once
 from titok.eval.run import evaluate_on
 from titok.eval.tasks import bbh_task_names, resolve_task
-from titok.methods import get_method, new_run
-from titok.stages.real_data import train_on_examples
+from titok.methods import get_method, run_transplant
+from titok.stages.real_data import (
+    FEW_SAMPLES_LORA,
+    FORMAT_LORA,
+    KNOWLEDGE_LORA,
+    train_on_examples,
+)
 from titok.version import __version__
 from titok_bench.report import BASE_COLUMNS, render
 from titok_bench.suites import Variant, load_suite
@@ -109,21 +114,16 @@ class BenchSettings:
     # changes it (results/facts/synth.yaml: the writing its committed cells were made with)
     synth: SynthConfig = field(default_factory=lambda: BENCH_SYNTH.model_copy())
     # Real-data LoRAs (source expert, ceiling): attention only, one epoch, as in the demo.
-    real_train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            r=8, alpha=16, lr=5e-4, epochs=1, batch_size=8, target_modules=None
-        )
-    )
-    # The knowledge task's expert and ceiling must learn facts, not a format: every linear
-    # layer, several epochs (SmolLM2-135M then answers most unseen paraphrases; docs/facts.md).
-    facts_train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(r=16, alpha=32, lr=1e-3, epochs=6, batch_size=8)
+    real_train: TrainConfig = field(default_factory=FORMAT_LORA.model_copy)
+    # The knowledge task's expert and ceiling must learn facts, not a format (as the demo's).
+    facts_train: TrainConfig = field(default_factory=KNOWLEDGE_LORA.model_copy)
+    # the task families whose LoRAs must learn facts (facts_train, facts_m): the default suite's
+    knowledge_families: list[str] = field(
+        default_factory=lambda: list(DEFAULT_SUITE.settings["knowledge_families"])
     )
     facts_m: int = 120  # samples kept per facts transplant (one per fact, if they were spread)
     # Transplanted LoRAs: a few dozen samples, so a higher learning rate than the paper's.
-    transplant_train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(r=16, alpha=32, lr=1e-3, epochs=3, batch_size=4)
-    )
+    transplant_train: TrainConfig = field(default_factory=FEW_SAMPLES_LORA.model_copy)
 
     def describe(self) -> dict[str, Any]:
         data = asdict(self)
@@ -187,7 +187,7 @@ class Bench:
         """(real-row training, transplant training, M) for a task family: the knowledge and
         skill tasks train every LoRA, expert, ceiling and transplant alike, on more samples."""
         s = self.settings
-        if family in ("facts", "rule"):
+        if family in s.knowledge_families:
             return s.facts_train, s.facts_train, s.facts_m
         return s.real_train, s.transplant_train, s.m
 
@@ -369,17 +369,17 @@ class Bench:
                     config = self.transplant_config(variant, expert(), seeds, seed, task.family)
                     if variant.external_queries:
                         config.queries = str(queries)
-                    run = new_run(config, folder / slug(name))
-                    run.save_config()
+                    own = folder / slug(name)
 
-                    def siblings(own: Path = run.run_dir.root) -> list[Path]:
+                    def siblings(own: Path = own) -> list[Path]:
                         return [
                             d
                             for d in folder.iterdir()
                             if d.is_dir() and d != own and not d.name.startswith(".")
                         ]
 
-                    return run.run_all_sharing(siblings, folder / ".locks")
+                    run = run_transplant(config, own, siblings=siblings, locks=folder / ".locks")
+                    return run.run_dir.path("adapter")
 
                 self.run_cell(
                     task_name,

@@ -22,7 +22,7 @@ from titok.core.errors import ConfigError, did_you_mean
 
 SUITES_DIR = Path(__file__).parent / "suites"
 # What a suite may set besides its columns (the bench settings a suite is meant to choose).
-SUITE_SETTINGS = ("tasks", "methods", "source", "target", "synth")
+SUITE_SETTINGS = ("tasks", "methods", "source", "target", "synth", "knowledge_families")
 
 
 @dataclass(frozen=True)

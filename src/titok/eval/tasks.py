@@ -15,16 +15,16 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from titok.core.data import Example, read_bbh, read_jsonl, split
-from titok.core.errors import DataError, did_you_mean
+from titok.core.errors import ConfigError, DataError, did_you_mean
 from titok.eval.generated_task import GeneratedTask
 from titok.eval.metrics import is_closed
 
-FAMILIES = ("bbh", "mmlu", "mmlu-gen", "facts", "rule", "jsonl", "jsonl-rouge", "lamp4", "lamp5")
 MMLU_CHOICES = ["A", "B", "C", "D"]
 
 
@@ -236,42 +236,86 @@ def bbh_task_names(data_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json"))
 
 
+@dataclass(frozen=True)
+class TaskFamily:
+    """A kind of task named `<name>:<rest>` on the command line (`bbh:navigate`)."""
+
+    name: str
+    usage: str  # how the rest is written, for messages: "bbh:<task>"
+    # (the whole name, the rest after "<name>:", the data folder) -> the task; DataError if bad
+    load: Callable[[str, str, Path], TaskSpec]
+
+
+_families: dict[str, TaskFamily] = {}
+
+
+def register_task_family(family: TaskFamily) -> TaskFamily:
+    """Make tasks `<family.name>:<rest>` known to `titok eval`, the demo and the bench."""
+    known = _families.get(family.name)
+    if known is not None and known is not family:
+        raise ConfigError(f"two task families are named '{family.name}': rename one of them")
+    _families[family.name] = family
+    return family
+
+
+def task_families() -> dict[str, TaskFamily]:
+    return dict(_families)
+
+
+def _bbh_task(name: str, rest: str, data_dir: Path) -> TaskSpec:
+    folder = data_dir / "bbh"
+    path = folder / f"{rest}.json"
+    if not path.is_file():  # the data folder first: a user's copy wins over the bundled one
+        path = BUNDLED_DATA / "bbh" / f"{rest}.json"
+    if not path.is_file():
+        bundled = bundled_bbh_tasks()
+        known = sorted({p.stem for p in folder.glob("*.json")} | set(bundled))
+        raise DataError(
+            f"no BBH task '{rest}' in {folder}{did_you_mean(rest, known)}"
+            f"{_missing_folder(folder, 'bbh/<task>.json')}; bundled with titok, no folder "
+            f"needed: {', '.join(f'bbh:{t}' for t in bundled)}"
+        )
+    return _bbh(name, path)
+
+
+def _mmlu_subjects(name: str, rest: str, data_dir: Path) -> TaskSpec:
+    """One subject, or several joined by "+"."""
+    family = name.partition(":")[0]
+    parts = [_mmlu(subject, data_dir, family == "mmlu-gen") for subject in rest.split("+")]
+    examples = [example for part in parts for example in part.examples]
+    return TaskSpec(name, family, examples, parts[0].harness, parts[0].choices)
+
+
+def _jsonl(name: str, rest: str, data_dir: Path) -> TaskSpec:
+    family = name.partition(":")[0]
+    rows = read_jsonl(rest, ("query", "answer"))
+    harness = GENERIC_HARNESS if family == "jsonl" else ROUGE_HARNESS
+    return TaskSpec(name, family, [Example(r["query"], r["answer"]) for r in rows], harness)
+
+
+for _family in (
+    TaskFamily("bbh", "bbh:<task>", _bbh_task),
+    TaskFamily("mmlu", "mmlu:<subject> (log-likelihood)", _mmlu_subjects),
+    TaskFamily("mmlu-gen", "mmlu-gen:<subject> (generative)", _mmlu_subjects),
+    TaskFamily("facts", "facts:<seed>", lambda name, rest, data_dir: _facts(rest)),
+    TaskFamily("rule", "rule:<seed>", lambda name, rest, data_dir: _rule(rest)),
+    TaskFamily("jsonl", "jsonl:<file> (exact match)", _jsonl),
+    TaskFamily("jsonl-rouge", "jsonl-rouge:<file>", _jsonl),
+    TaskFamily("lamp4", "lamp4:<questions.json>", lambda n, rest, d: _lamp("lamp4", Path(rest))),
+    TaskFamily("lamp5", "lamp5:<questions.json>", lambda n, rest, d: _lamp("lamp5", Path(rest))),
+):
+    register_task_family(_family)
+
+
 def resolve_task(name: str, data_dir: Path | None = None) -> TaskSpec:
     data_dir = data_dir or default_data_dir()
     family, _, rest = name.partition(":")
-    if family == "bbh" and rest:
-        folder = data_dir / "bbh"
-        path = folder / f"{rest}.json"
-        if not path.is_file():  # the data folder first: a user's copy wins over the bundled one
-            path = BUNDLED_DATA / "bbh" / f"{rest}.json"
-        if not path.is_file():
-            bundled = bundled_bbh_tasks()
-            known = sorted({p.stem for p in folder.glob("*.json")} | set(bundled))
-            raise DataError(
-                f"no BBH task '{rest}' in {folder}{did_you_mean(rest, known)}"
-                f"{_missing_folder(folder, 'bbh/<task>.json')}; bundled with titok, no folder "
-                f"needed: {', '.join(f'bbh:{t}' for t in bundled)}"
-            )
-        return _bbh(name, path)
-    if family in ("mmlu", "mmlu-gen") and rest:  # one subject, or several joined by "+"
-        parts = [_mmlu(subject, data_dir, family == "mmlu-gen") for subject in rest.split("+")]
-        examples = [example for part in parts for example in part.examples]
-        return TaskSpec(name, family, examples, parts[0].harness, parts[0].choices)
-    if family == "facts" and rest:
-        return _facts(rest)
-    if family == "rule" and rest:
-        return _rule(rest)
-    if family in ("jsonl", "jsonl-rouge") and rest:
-        rows = read_jsonl(rest, ("query", "answer"))
-        harness = GENERIC_HARNESS if family == "jsonl" else ROUGE_HARNESS
-        return TaskSpec(name, family, [Example(r["query"], r["answer"]) for r in rows], harness)
-    if family in ("lamp4", "lamp5") and rest:
-        return _lamp(family, Path(rest))
+    if family in _families and rest:
+        return _families[family].load(name, rest, data_dir)
     if name.endswith(".json") and Path(name).is_file():
         return _bbh(f"bbh:{Path(name).stem}", Path(name))
+    usages = [f.usage for f in _families.values()]
     raise DataError(
-        f"unknown task '{name}': use bbh:<task>, mmlu:<subject> (log-likelihood), "
-        "mmlu-gen:<subject> (generative), facts:<seed>, rule:<seed>, jsonl:<file> (exact match), "
-        "jsonl-rouge:<file>, lamp4:<questions.json>, lamp5:<questions.json> or a BBH .json file"
-        f"{did_you_mean(family, FAMILIES)}"
+        f"unknown task '{name}': use {', '.join(usages)} or a BBH .json file"
+        f"{did_you_mean(family, _families)}"
     )

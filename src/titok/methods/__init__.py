@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -23,7 +24,15 @@ from titok.core.errors import ConfigError, did_you_mean
 from titok.core.rundir import RunDir
 from titok.stages.runner import Method, Run
 
-__all__ = ["Method", "available", "get_method", "new_run", "open_run", "register_method"]
+__all__ = [
+    "Method",
+    "available",
+    "get_method",
+    "new_run",
+    "open_run",
+    "register_method",
+    "run_transplant",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,32 @@ def get_method(name: str) -> Method:
 def new_run(config: TransplantConfig, out: str | Path) -> Run:
     """A transplant with `config` in the run directory `out` (nothing written yet)."""
     return Run(config, RunDir(out), get_method(config.method))
+
+
+def run_transplant(
+    config: TransplantConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    keep_work: bool = False,
+    siblings: Callable[[], list[Path]] | None = None,
+    locks: Path | None = None,
+    ready: Callable[[Run], None] | None = None,
+) -> Run:
+    """The one way a transplant is made (API, CLI, demo, bench): check the inputs and claim `out`
+    (`Run.save_config`: `overwrite` starts it again, `keep_work` refuses settings that would
+    redo kept work), call `ready` (the CLI opens its log there), then run every stage, finished
+    ones skipped; with `siblings` and `locks`, stages other runs finished are copied
+    (`Run.run_all_sharing`). The run, its adapter in `run.run_dir.path("adapter")`."""
+    run = new_run(config, out)
+    run.save_config(overwrite, keep_work=keep_work)
+    if ready is not None:
+        ready(run)
+    if siblings is not None and locks is not None:
+        run.run_all_sharing(siblings, locks)
+    else:
+        run.run_all()
+    return run
 
 
 def open_run(path: str | Path) -> Run:

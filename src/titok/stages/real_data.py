@@ -18,6 +18,18 @@ from titok.models.loading import load_model, load_tokenizer, sized_training
 from titok.models.prompts import PromptFormat, prompt_format
 from titok.stages.train import TrainExample, save_adapter, train_lora
 
+# LoRA trainings the demo and the bench share (the bench's committed cells were made with them;
+# their values are part of the cells' keys).
+# A LoRA on real rows that learns a task's format: the attention projections, one epoch.
+FORMAT_LORA = TrainConfig(r=8, alpha=16, lr=5e-4, epochs=1, batch_size=8, target_modules=None)
+# A LoRA on real rows that learns facts, not a format: every linear layer, six epochs
+# (SmolLM2-135M then answers most unseen paraphrases; docs/facts.md).
+KNOWLEDGE_LORA = TrainConfig(
+    r=16, alpha=32, lr=1e-3, epochs=6, batch_size=8, target_modules="all-linear"
+)
+# A transplanted LoRA from a few dozen samples: a higher learning rate than the paper's 5e-5.
+FEW_SAMPLES_LORA = TrainConfig(r=16, alpha=32, lr=1e-3, epochs=3, batch_size=4)
+
 
 def full_answer_examples(
     tokenizer, fmt: PromptFormat, examples: list[Example]
