@@ -266,7 +266,7 @@ def summarise(
         "train_examples": len(train),
         "test_examples": len(test),
         "seed": settings.seed,
-        "dtype": dtype_name(first.dtype),
+        "dtype": dtype_name(first.models.dtype),
         "metric": table[0]["metric"],
         "chance": table[0]["chance"],
         "results": {

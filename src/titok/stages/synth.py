@@ -7,7 +7,7 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from peft import PeftModel
@@ -512,42 +512,22 @@ def synthesize(
         figures["samples"] = len(samples)
         figures["empty_answers"] = len(queries) - len(samples)
         return SynthResult(samples, {**figures, **probed})
-    rules = query_rules(writer, seeds, config)
-    space = AnswerSpace.infer(s.answer for s in seeds)
-    dropped = Dropped()
+    draws = Draws.start(writer, expert, seeds, config)
     samples: list[Example] = []
-    asked: list[str] = []
-    totals = {"queries_drawn": 0, "queries_kept": 0, "empty_answers": 0}
     for attempt in range(config.max_rounds):
         missing = pool_size - len(samples)
         if missing <= 0:
             break
-        queries, figures = generate_queries(
-            writer.model,
-            writer.tokenizer,
-            writer.fmt,
-            seeds,
-            config,
-            missing,
-            seed + 1_000_003 * attempt,  # each refill draws anew
-            asked,
-            rules,
-            dropped,
-            writer.journal,
-        )
-        asked += queries
-        answered = answer_all(expert, queries, config, seed + attempt)
-        totals["queries_drawn"] += int(figures["queries_drawn"])
-        totals["queries_kept"] += len(queries)
-        totals["empty_answers"] += len(queries) - len(answered)
-        samples += valid_answers(answered, space, dropped)
+        # each refill draws anew
+        samples += draws.draw(seeds, missing, seed + 1_000_003 * attempt, seed + attempt)
         log.info(
             "synth round %d: %d of %d valid samples (dropped so far: %s)",
             attempt + 1,
             len(samples),
             pool_size,
-            dropped.summary(),
+            draws.dropped.summary(),
         )
+    rules, space, dropped, totals = draws.rules, draws.space, draws.dropped, draws.totals
     if not samples:
         raise GenerationError(
             f"none of the {totals['queries_drawn']} queries drawn in {config.max_rounds} rounds "
@@ -574,6 +554,51 @@ def synthesize(
             **probed,
         },
     )
+
+
+@dataclass
+class Draws:
+    """Rounds of titok's query writing with its filters: `writer` writes queries like the
+    examples it is shown (validity rules measured against the seeds, none asked twice), the
+    expert answers them, and answers outside the seeds' answer space are dropped. `synthesize`
+    refills its pool with it; TuneShift-KD draws its rounds with it."""
+
+    writer: Writer
+    expert: Writer
+    config: SynthConfig
+    rules: QueryRules | None  # None: validity off (no rule, no answer check)
+    space: AnswerSpace
+    dropped: Dropped = field(default_factory=Dropped)
+    asked: list[str] = field(default_factory=list)
+    totals: dict[str, int] = field(
+        default_factory=lambda: {"queries_drawn": 0, "queries_kept": 0, "empty_answers": 0}
+    )
+
+    @classmethod
+    def start(
+        cls, writer: Writer, expert: Writer, seeds: Sequence[Example], config: SynthConfig
+    ) -> Draws:
+        rules = query_rules(writer, seeds, config) if config.validity else None
+        return cls(writer, expert, config, rules, AnswerSpace.infer(s.answer for s in seeds))
+
+    def draw(
+        self, examples: Sequence[Example], count: int, seed: int, answer_seed: int
+    ) -> list[Example]:
+        """`count` new queries written from `examples` (drawn with `seed`), answered (with
+        `answer_seed`); the valid samples among them."""
+        w = self.writer
+        queries, figures = generate_queries(
+            *(w.model, w.tokenizer, w.fmt, examples, self.config, count, seed),
+            *(self.asked, self.rules, self.dropped, w.journal),
+        )
+        self.asked += queries
+        answered = answer_all(self.expert, queries, self.config, answer_seed)
+        self.totals["queries_drawn"] += int(figures["queries_drawn"])
+        self.totals["queries_kept"] += len(queries)
+        self.totals["empty_answers"] += len(queries) - len(answered)
+        if self.rules is None:
+            return answered
+        return valid_answers(answered, self.space, self.dropped)
 
 
 def valid_answers(samples: list[Example], space: AnswerSpace, dropped: Dropped) -> list[Example]:

@@ -13,20 +13,16 @@ from titok.methods.tuneshift.config import TuneShiftConfig  # noqa: F401  (its s
 from titok.stages.runner import Run, Stage
 from titok.stages.score import expert_excess
 from titok.stages.synth import (
-    answer_all,
+    Draws,
     expert_writer,
-    generate_queries,
-    query_rules,
     resolve_expert_writing,
     resumed,
     synth_body,
     synth_journal,
     synth_progress,
     synth_settings,
-    valid_answers,
     write_samples,
 )
-from titok.stages.validity import AnswerSpace, Dropped
 
 
 def log_ppl_ratio(run: Run, samples: list[Example]) -> np.ndarray:
@@ -53,31 +49,12 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
     # expert writes nothing usable in any style), the validity rules measured against the seeds
     # (later rounds show the prompts kept so far, not the seeds).
     synth, probed = resolve_expert_writing(expert, seeds, c.synth, c.seed)
-    dropped = Dropped()
-    rules = query_rules(expert, seeds, synth) if synth.validity else None
-    space = AnswerSpace.infer(s.answer for s in seeds)
+    draws = Draws.start(expert, expert, seeds, synth)
     kept: list[Example] = []
-    seen: list[str] = []
     figures: dict[str, Any] = {"queries_drawn": 0, "rounds": [], **probed}
     for number in range(t.rounds):
-        queries, drawn = generate_queries(
-            expert.model,
-            expert.tokenizer,
-            expert.fmt,
-            examples,
-            synth,
-            per_round,
-            c.seed + 7919 * number,
-            seen=seen,
-            rules=rules,
-            dropped=dropped,
-            journal=journal,
-        )
-        seen += queries
-        figures["queries_drawn"] += drawn["queries_drawn"]
-        samples = answer_all(expert, queries, synth, c.seed)
-        if rules is not None:
-            samples = valid_answers(samples, space, dropped)
+        samples = draws.draw(examples, per_round, c.seed + 7919 * number, c.seed)
+        figures["queries_drawn"] = draws.totals["queries_drawn"]
         if not samples:
             figures["rounds"].append({"samples": 0, "kept": 0})
             continue
@@ -93,6 +70,7 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
                 "kept_mean_log_ratio": round(float(ratios[best].mean()), 4),
             }
         )
+    rules, dropped = draws.rules, draws.dropped
     if not kept:
         raise GenerationError(
             f"TuneShift-KD: no valid sample in {t.rounds} rounds ({figures['queries_drawn']} "
