@@ -119,7 +119,16 @@ def test_ctrl_c_during_a_stage_exits_130_and_says_how_to_resume(tiny_models, tmp
 
 
 @pytest.mark.parametrize(
-    "args", [["--version"], ["version"], ["--help"], ["transplant", "--help"], ["eval", "--help"]]
+    "args",
+    [
+        ["--version"],
+        ["version"],
+        ["--help"],
+        ["transplant", "--help"],
+        ["eval", "--help"],
+        ["bench", "--help"],
+        ["-q", "--help"],
+    ],
 )
 def test_version_and_help_import_neither_torch_nor_transformers(args):
     """What makes them take seconds (14 s for `titok --version` before): they must not load."""

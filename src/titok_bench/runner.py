@@ -108,7 +108,7 @@ class BenchSettings:
     max_new_tokens: int = 32
     data_dir: Path | None = None
     dtype: DtypeSetting = "auto"
-    # Only the source base and expert: which tasks have knowledge to move (bench_report.screen)
+    # Only the source base and expert: which tasks have knowledge to move (report.screen_table)
     screen: bool = False
     # titok's query writing with the bench's two speed settings (BENCH_SYNTH); `--synth FILE`
     # changes it (results/facts/synth.yaml: the writing its committed cells were made with)
