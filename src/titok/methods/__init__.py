@@ -36,7 +36,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BUILTIN = ("titok", "kd", "translora", "tuneshift")  # modules of this package, in listing order
+BUILTIN = ("titok", "kd", "translora", "tuneshift", "experimental")  # in listing order
 ENTRY_POINTS = "titok.methods"
 _registered: dict[str, Method] = {}
 _loaded: list[bool] = []
