@@ -160,15 +160,27 @@ def transfer_verdict(
     )
 
 
-def metric_function(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
-    """(correct, gold label ids) -> the metric's value, for the bootstrap."""
+def metric_function(metric: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """(correct, gold label ids) -> the metric's value, for the bootstrap: over the last axis,
+    so a batch of resamples (one per row) is scored at once."""
     if metric == BALANCED:
 
-        def balanced(hits: np.ndarray, labels: np.ndarray) -> float:
-            return float(np.mean([hits[labels == lab].mean() for lab in np.unique(labels)]))
+        def balanced(hits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+            # each class's hit rate in every row at once; then, row by row, their mean over
+            # the classes the row holds (np.mean of them in class order: the same float sums,
+            # so the same intervals to the last bit, as scoring one resample at a time)
+            rates = []
+            for label in np.unique(labels):
+                members = labels == label
+                count = members.sum(axis=-1)
+                total = np.where(members, hits, 0.0).sum(axis=-1)
+                rates.append(np.where(count > 0, total / np.maximum(count, 1), np.nan))
+            by_row = np.stack(rates, axis=-1).reshape(-1, len(rates))
+            means = [np.mean(row[~np.isnan(row)]) for row in by_row]
+            return np.asarray(means).reshape(np.shape(hits)[:-1])
 
         return balanced
-    return lambda hits, labels: float(np.mean(hits))
+    return lambda hits, labels: np.mean(hits, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -179,7 +191,7 @@ class PairedRuns:
     a: np.ndarray
     b: np.ndarray
     labels: np.ndarray  # the gold answers' ids, one run's worth
-    score: Callable[[np.ndarray, np.ndarray], float]
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray]
     runs: int
 
     @classmethod
@@ -211,23 +223,42 @@ class PairedRuns:
 
     def value(self) -> float:
         """The mean over runs of score(A) − score(B)."""
-        return self.on(np.arange(self.a.shape[1]), np.arange(self.runs))
+        examples = np.arange(self.a.shape[1])[None, :]
+        return float(self.on(examples, np.arange(self.runs)[None, :])[0])
 
-    def on(self, examples: np.ndarray, runs: np.ndarray) -> float:
-        """The difference on a redraw: these examples (indices) of these runs (indices)."""
+    def on(self, examples: np.ndarray, runs: np.ndarray) -> np.ndarray:
+        """The difference on each redraw: row i of `examples` (indices) of the runs in row i of
+        `runs` (indices); one value per row."""
         labels = self.labels[examples]
-        per_run = [
-            self.score(self.a[r, examples], labels) - self.score(self.b[r, examples], labels)
-            for r in range(self.runs)
-        ]
-        return float(np.mean(np.asarray(per_run)[runs]))
+        per_run = np.stack(
+            [
+                self.score(self.a[r][examples], labels) - self.score(self.b[r][examples], labels)
+                for r in range(self.runs)
+            ]
+        )  # (runs, redraws)
+        return np.take_along_axis(per_run, runs.T, axis=0).mean(axis=0)
 
-    def redraw(self, rng: np.random.Generator) -> float:
-        """One crossed-bootstrap draw: the examples, and (with several runs) the runs."""
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One crossed-bootstrap draw's indices: the examples, and (with several runs) the runs."""
         size = self.a.shape[1]
         examples = rng.integers(0, size, size)
         runs = rng.integers(0, self.runs, self.runs) if self.runs > 1 else np.zeros(1, int)
-        return self.on(examples, runs)
+        return examples, runs
+
+
+def _redraws(
+    pairs: Sequence[PairedRuns], rng: np.random.Generator, resamples: int
+) -> list[np.ndarray]:
+    """Each pair's difference on `resamples` crossed-bootstrap draws. The indices are drawn one
+    resample and one pair after another (the order the draws always had, so the intervals stay
+    the same numbers); the differences are computed for all draws at once."""
+    drawn = [[pair.draw(rng) for pair in pairs] for _ in range(resamples)]
+    return [
+        pair.on(
+            np.stack([row[i][0] for row in drawn]), np.stack([row[i][1] for row in drawn])
+        )
+        for i, pair in enumerate(pairs)
+    ]
 
 
 def paired_difference(
@@ -254,15 +285,14 @@ def paired_difference(
     if np.array_equal(pair.a, pair.b):  # no variation to resample: the difference is exactly 0
         return Difference(0.0, 0.0, 0.0, pair.n)
     if runs > 1:
-        rng = np.random.default_rng(seed)
-        draws = [pair.redraw(rng) for _ in range(resamples)]
+        (draws,) = _redraws([pair], np.random.default_rng(seed), resamples)
         low, high = np.percentile(draws, [2.5, 97.5])
         return Difference(value, float(low), float(high), pair.n)
     result = stats.bootstrap(
         (pair.a[0], pair.b[0], pair.labels),
-        lambda x, y, g: pair.score(x, g) - pair.score(y, g),
+        lambda x, y, g, axis=-1: pair.score(x, g) - pair.score(y, g),
         paired=True,
-        vectorized=False,
+        vectorized=True,
         n_resamples=resamples,
         confidence_level=0.95,
         method="percentile",
@@ -298,9 +328,9 @@ def pooled_difference(
     redraws each task's examples (and, with several runs, its runs) within the task, so every
     task keeps its weight and its own metric.
     """
-    rng = np.random.default_rng(seed)
     pairs = [PairedRuns.of(*task) for task in tasks]
     value = float(np.mean([pair.value() for pair in pairs]))
-    draws = [np.mean([pair.redraw(rng) for pair in pairs]) for _ in range(resamples)]
+    per_pair = np.stack(_redraws(pairs, np.random.default_rng(seed), resamples))
+    draws = [np.mean(tasks_of_draw) for tasks_of_draw in per_pair.T]  # the mean over tasks
     low, high = np.percentile(draws, [2.5, 97.5])
     return Difference(value, float(low), float(high), sum(pair.n for pair in pairs))
