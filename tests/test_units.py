@@ -416,3 +416,14 @@ def test_run_once_skips_what_its_marker_says_is_done_and_takes_turns(tmp_path):
         job.join()
     assert sorted(ran) == [False, True]  # one computed it, the other waited and found it done
     assert order[2:] in (["a starts", "a ends"], ["b starts", "b ends"])
+
+
+def test_a_registry_refuses_a_second_item_under_a_taken_name():
+    from titok.core.registry import Registry
+
+    registry: Registry[str] = Registry("widget")
+    item = "a widget"
+    assert registry.add("w", item) is item and registry.add("w", item) is item
+    with pytest.raises(ConfigError, match="two widgets are named 'w': rename one of them"):
+        registry.add("w", "another widget")
+    assert list(registry) == ["w"] and registry["w"] is item

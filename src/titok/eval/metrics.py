@@ -254,9 +254,7 @@ def _redraws(
     the same numbers); the differences are computed for all draws at once."""
     drawn = [[pair.draw(rng) for pair in pairs] for _ in range(resamples)]
     return [
-        pair.on(
-            np.stack([row[i][0] for row in drawn]), np.stack([row[i][1] for row in drawn])
-        )
+        pair.on(np.stack([row[i][0] for row in drawn]), np.stack([row[i][1] for row in drawn]))
         for i, pair in enumerate(pairs)
     ]
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from titok.core.data import Example, read_bbh, read_jsonl, split
-from titok.core.errors import ConfigError, DataError, did_you_mean
+from titok.core.errors import DataError, did_you_mean
+from titok.core.registry import Registry
 from titok.eval.generated_task import GeneratedTask
 from titok.eval.metrics import is_closed
 
@@ -246,16 +247,12 @@ class TaskFamily:
     load: Callable[[str, str, Path], TaskSpec]
 
 
-_families: dict[str, TaskFamily] = {}
+_families: Registry[TaskFamily] = Registry("task family")
 
 
 def register_task_family(family: TaskFamily) -> TaskFamily:
     """Make tasks `<family.name>:<rest>` known to `titok eval`, the demo and the bench."""
-    known = _families.get(family.name)
-    if known is not None and known is not family:
-        raise ConfigError(f"two task families are named '{family.name}': rename one of them")
-    _families[family.name] = family
-    return family
+    return _families.add(family.name, family)
 
 
 def task_families() -> dict[str, TaskFamily]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from titok.core.config import TransplantConfig
 from titok.core.errors import ConfigError, did_you_mean
+from titok.core.registry import Registry
 from titok.core.rundir import RunDir
 from titok.stages.runner import Method, Run
 
@@ -38,17 +39,13 @@ log = logging.getLogger(__name__)
 
 BUILTIN = ("titok", "kd", "translora", "tuneshift", "experimental")  # in listing order
 ENTRY_POINTS = "titok.methods"
-_registered: dict[str, Method] = {}
+_registered: Registry[Method] = Registry("method")
 _loaded: list[bool] = []
 
 
 def register_method(method: Method) -> Method:
     """Make `method` available by its name (`--method`, `titok methods`, the API)."""
-    known = _registered.get(method.name)
-    if known is not None and known is not method:
-        raise ConfigError(f"two methods are named '{method.name}': rename one of them")
-    _registered[method.name] = method
-    return method
+    return _registered.add(method.name, method)
 
 
 def _load() -> None:
