@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from titok.core.config import TransplantConfig, describe_settings
 from titok.core.errors import TitokError
 from titok.version import __version__
 
@@ -166,37 +167,38 @@ def _static_commands() -> set[str]:
     return {info.name or info.callback.__name__ for info in app.registered_commands}
 
 
+def _about(name: str) -> str:
+    """A flag's help: the setting's own description (`titok.core.config`), and the dotted name
+    a YAML file or `--set` gives it under."""
+    return _SETTING_HELP[name] + (f" ({name})" if "." in name else "")
+
+
+_SETTING_HELP = {name: text for name, _, text in describe_settings(TransplantConfig)}
+
+
 @app.command()
 def transplant(
     out: Annotated[Path, typer.Option(help="Run directory (created; reruns resume).")],
-    source_base: Annotated[
-        str | None, typer.Option(help="Model the adapter was trained on.")
-    ] = None,
+    source_base: Annotated[str | None, typer.Option(help=_about("source_base"))] = None,
     source_adapter: Annotated[
         str | None,
-        typer.Option(help="PEFT LoRA: a directory or a Hub id (owner/name, owner/name@rev)."),
+        typer.Option(help=_about("source_adapter")),
     ] = None,
     source_adapter_revision: Annotated[
-        str | None, typer.Option(help="Branch, tag or commit of a Hub source adapter.")
+        str | None, typer.Option(help=_about("source_adapter_revision"))
     ] = None,
-    target_base: Annotated[str | None, typer.Option(help="Model to transplant to.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="JSONL of {query, answer} examples.")] = None,
-    queries: Annotated[
-        str | None, typer.Option(help="JSONL of {query} to label instead of generating.")
-    ] = None,
-    method: Annotated[str | None, typer.Option(help="Method (`titok methods`).")] = None,
-    k: Annotated[
-        float | None, typer.Option(help="Share of tokens kept per sample (select.k).")
-    ] = None,
-    m: Annotated[int | None, typer.Option(help="Samples kept (select.m).")] = None,
-    pool_factor: Annotated[float | None, typer.Option(help="Pool = pool_factor × m.")] = None,
+    target_base: Annotated[str | None, typer.Option(help=_about("target_base"))] = None,
+    seeds: Annotated[str | None, typer.Option(help=_about("seeds"))] = None,
+    queries: Annotated[str | None, typer.Option(help=_about("queries"))] = None,
+    method: Annotated[str | None, typer.Option(help=_about("method"))] = None,
+    k: Annotated[float | None, typer.Option(help=_about("select.k"))] = None,
+    m: Annotated[int | None, typer.Option(help=_about("select.m"))] = None,
+    pool_factor: Annotated[float | None, typer.Option(help=_about("synth.pool_factor"))] = None,
     rank_by: Annotated[
         str | None,
-        typer.Option(help="Sample choice: excess, random (ablation) or discriminator."),
+        typer.Option(help=_about("select.rank_by")),
     ] = None,
-    query_writer: Annotated[
-        str | None, typer.Option(help="Who writes the queries: source, target or seeds.")
-    ] = None,
+    query_writer: Annotated[str | None, typer.Option(help=_about("synth.query_writer"))] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -208,26 +210,21 @@ def transplant(
     ] = None,
     train_preset: Annotated[
         str | None,
-        typer.Option(
-            help="Target LoRA training when not set in --config: auto (by the target's size; "
-            "default), tiny, small or paper (train.preset)."
-        ),
+        typer.Option(help=_about("train.preset")),
     ] = None,
     epochs: Annotated[
         float | None,
-        typer.Option(help="Target LoRA training epochs (train.epochs; else the preset's)."),
+        typer.Option(help=_about("train.epochs")),
     ] = None,
     lr: Annotated[
         float | None,
-        typer.Option(help="Target LoRA learning rate (train.lr; else the preset's)."),
+        typer.Option(help=_about("train.lr")),
     ] = None,
-    lora_r: Annotated[
-        int | None, typer.Option(help="Target LoRA rank (train.r; else the preset's).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    lora_r: Annotated[int | None, typer.Option(help=_about("train.r"))] = None,
+    seed: Annotated[int | None, typer.Option(help=_about("seed"))] = None,
     dtype: Annotated[
         str | None,
-        typer.Option(help="Compute dtype: auto (default), float32 or bfloat16 (setting dtype)."),
+        typer.Option(help=_about("dtype")),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings; flags override it.")] = None,
     overwrite: Annotated[

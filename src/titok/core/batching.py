@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal, TypeVar
+from typing import TypeVar
 
 import torch
-from pydantic import Field
+
+from titok.core.config import AUTO, BatchSetting
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ def run_with_backoff(
 
 
 # -- batch sizes: `auto` -----------------------------------------------------------------------
-AUTO = "auto"
-BatchSetting = Annotated[int, Field(ge=1)] | Literal["auto"]
 # What `auto` is on a CPU: the values titok has always used there (benchmarks/stages.py), so a
 # CPU run, its fingerprints and its samples are the same as before `auto` existed.
 CPU_BATCH = {"synth": 16, "score": 8, "eval": 16}

@@ -6,15 +6,19 @@ Unknown keys are errors (with a "did you mean"), so a typo never silently runs t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from titok.core.batching import AUTO, BatchSetting
 from titok.core.errors import ConfigError, did_you_mean
-from titok.core.precision import DtypeSetting
+
+# Setting types the compute modules (`batching`, `precision`) resolve; defined here so that reading
+# settings (the CLI's help included) imports no torch.
+AUTO = "auto"
+BatchSetting = Annotated[int, Field(ge=1)] | Literal["auto"]
+DtypeSetting = Literal["auto", "float32", "bfloat16"]
 
 
 class Settings(BaseModel):
@@ -358,7 +362,10 @@ class TransplantConfig(Settings):
     """Everything `titok transplant` needs; saved resolved in the run directory."""
 
     source_base: str = Field(description="Model the source adapter was trained on.")
-    source_adapter: str = Field(description="PEFT LoRA directory of the source expert.")
+    source_adapter: str = Field(
+        description="PEFT LoRA of the source expert: a directory or a Hub id (owner/name, "
+        "owner/name@rev)."
+    )
     target_base: str = Field(description="Model the new adapter is trained for.")
     seeds: str = Field(description="JSONL of {query, answer} task examples (about 5).")
     queries: str | None = Field(

@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from titok.core.config import DtypeSetting
 from titok.core.distributed import device
 from titok.core.errors import ConfigError, did_you_mean
 
-DtypeSetting = Literal["auto", "float32", "bfloat16"]
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # /proc/cpuinfo flags of the CPU instructions that make bf16 matmuls fast
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
