@@ -240,7 +240,7 @@ def transplant(
     ] = False,
 ) -> None:
     """Transplant a LoRA from the source base to the target base (all stages, resumable)."""
-    from titok.core.config import TransplantConfig, assignments, build_config, merge
+    from titok.core.config import assignments, build_config, merge
     from titok.methods import run_transplant
 
     flags: dict[str, Any] = {
@@ -565,10 +565,8 @@ def list_settings(
     ] = None,
 ) -> None:
     """List every setting (YAML key or --set NAME=VALUE), its default and what it does."""
-    from titok.core.config import TransplantConfig, describe_settings
-    from titok.methods import available
+    import titok.methods  # noqa: F401  (registers the methods' own sections, plugins' too)
 
-    available()  # the methods' own sections (plugins' too)
     for name, default, text in describe_settings(TransplantConfig, section):
         print(f"{name} = {default}\n    {text}")
 

@@ -6,14 +6,14 @@ hands them here.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from titok.core.config import SynthConfig, build_config, merge
 from titok.core.errors import ConfigError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # the runner imports torch: loaded when a bench runs, not for --render
+    from titok_bench.runner import BenchSettings
 
 
 def render_only(folder: Path, columns: list[str] | None, reference: str | None) -> str:
@@ -51,7 +51,7 @@ def bench_settings(
     synth_file: Path | None,
     screen: bool,
     **options: Any,
-):
+) -> BenchSettings:
     """The bench's settings: the flags given, then the suites (later ones win), then the default
     suite. Every name is checked here, before any work."""
     from titok.methods import get_method
@@ -75,7 +75,7 @@ def bench_settings(
     return settings
 
 
-def run(settings) -> str:
+def run(settings: BenchSettings) -> str:
     """Every cell of `settings` (finished ones reused); the printed summary."""
     from titok_bench.runner import Bench, write_report
 

@@ -141,6 +141,8 @@ class Bench:
                     "compares methods at training settings it states, so set them in full"
                 )
         self.settings = settings
+        # the suites' columns, read once (every cell's key looks its column up among them)
+        self.suite_columns = [column for s in settings.suites for column in load_suite(s).columns]
         self.cells_dir = settings.out / "cells"
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         self.commit = git_commit()
@@ -148,9 +150,7 @@ class Bench:
     def variants(self) -> list[Variant]:
         if self.settings.screen:
             return []
-        chosen = [Variant(name, name) for name in self.settings.methods]
-        for suite in self.settings.suites:
-            chosen += load_suite(suite).columns
+        chosen = [*(Variant(name, name) for name in self.settings.methods), *self.suite_columns]
         if self.settings.external_queries:
             chosen += [
                 Variant(f"{v.name}:queries", v.method, v.overrides, True)

@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 BUILTIN = ("titok", "kd", "translora", "tuneshift", "experimental")  # in listing order
 ENTRY_POINTS = "titok.methods"
 _registered: Registry[Method] = Registry("method")
-_loaded: list[bool] = []
 
 
 def register_method(method: Method) -> Method:
@@ -49,9 +48,6 @@ def register_method(method: Method) -> Method:
 
 
 def _load() -> None:
-    if _loaded:
-        return
-    _loaded.append(True)
     for module in BUILTIN:
         importlib.import_module(f"{__name__}.{module}")
     for entry in entry_points(group=ENTRY_POINTS):
@@ -62,7 +58,7 @@ def _load() -> None:
 
 
 def available() -> dict[str, Method]:
-    _load()
+    """Every registered method: titok's and the plugins' (registered when this package loads)."""
     return dict(_registered)
 
 
@@ -111,4 +107,4 @@ def open_run(path: str | Path) -> Run:
     return Run.open(path, get_method)
 
 
-_load()  # every method and its settings section, before anyone reads a config with them
+_load()  # once, on import: every method and its settings section, before any config is read

@@ -2,8 +2,9 @@
 
 `Models` is what the stages use to reach the source expert, the target and their tokenizers and
 prompt formats (`run.models.expert`); the stage runner (`titok.stages.runner.Run`) knows stages,
-fingerprints and the run directory, and holds one `Models` for its settings. Only the settings
-that name models (bases, adapter, dtype, 4-bit, Hub kernels) are read here.
+fingerprints and the run directory, and holds one `Models` for its settings. The models are
+loaded by the settings that name them (bases, adapter, dtype, 4-bit, Hub kernels), which sizing
+never changes; the checks and the batch sizes take the run's current settings.
 """
 
 from __future__ import annotations
@@ -50,11 +51,11 @@ class Models:
 
     def batch_sizes(self, config: TransplantConfig) -> TransplantConfig:
         """Resolve `auto` batch sizes (`titok.core.batching.auto_batch_size`): the CPU's usual
-        values
-        on a CPU; on a GPU sized from its free memory, the source model's shape and weights (not
-        loaded yet: this runs before any model is) and the longest prompt + new tokens the seeds
-        imply. Once per run, before anything is fingerprinted; the saved config holds the
-        numbers, so a resumed run batches (and so draws) as it began. Logs what it chose."""
+        values on a CPU; on a GPU sized from its free memory, the source model's shape and
+        weights (not loaded yet: this runs before any model is) and the longest prompt + new
+        tokens the seeds imply. Once per run, before anything is fingerprinted; the saved config
+        holds the numbers, so a resumed run batches (and so draws) as it began. Logs what it
+        chose."""
         c = config
         if AUTO not in (c.synth.batch_size, c.score.batch_size):
             return config
@@ -109,9 +110,10 @@ class Models:
             }
         )
 
-    def check_inputs(self) -> None:
-        """Read every input that can be checked cheaply, so a bad one fails before any work."""
-        c = self.config
+    def check_inputs(self, config: TransplantConfig) -> None:
+        """Read every input of `config` that can be checked cheaply, so a bad one fails before
+        any work."""
+        c = config
         read_seeds(c.seeds)
         if c.queries:
             # the expert answers these and nothing else: fewer than M can never fill select

@@ -1,6 +1,7 @@
 """Runs and stages: a method is a chain of stages, each reading the artifacts of the ones before.
 
-`Run` holds the resolved settings and loads each model at most once, when a stage needs it.
+`Run` holds the resolved settings and runs the method's stages; its `models`
+(`titok.models.context.Models`) load each model at most once, when a stage needs it.
 A stage is skipped when its manifest matches its fingerprint (see `titok.core.rundir`); the core
 stages live in their modules (`titok.stages.synth`, `score`, `select`, `align`, `train`: one module
 per stage), method-specific ones beside their method in `titok.methods`.
@@ -27,9 +28,7 @@ from titok.core.errors import ConfigError, RunDirError, did_you_mean
 from titok.core.faults import failpoint
 from titok.core.rundir import RunDir, fingerprint, run_once
 from titok.models.context import Models
-from titok.models.loading import (
-    sized_training,
-)
+from titok.models.loading import sized_training
 from titok.version import __version__
 
 log = logging.getLogger(__name__)
@@ -169,7 +168,7 @@ class Run:
 
     def preflight(self) -> None:
         """Read every input that can be checked cheaply, so a bad one fails before any work."""
-        self.models.check_inputs()
+        self.models.check_inputs(self.config)
         self.method.check(self.config)
 
     def check_owner(self) -> None:

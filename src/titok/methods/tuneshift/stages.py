@@ -54,7 +54,6 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
     figures: dict[str, Any] = {"queries_drawn": 0, "rounds": [], **probed}
     for number in range(t.rounds):
         samples = draws.draw(examples, per_round, c.seed + 7919 * number, c.seed)
-        figures["queries_drawn"] = draws.totals["queries_drawn"]
         if not samples:
             figures["rounds"].append({"samples": 0, "kept": 0})
             continue
@@ -70,7 +69,8 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
                 "kept_mean_log_ratio": round(float(ratios[best].mean()), 4),
             }
         )
-    rules, dropped = draws.rules, draws.dropped
+    figures["queries_drawn"] = draws.totals["queries_drawn"]
+    dropped = draws.dropped
     if not kept:
         raise GenerationError(
             f"TuneShift-KD: no valid sample in {t.rounds} rounds ({figures['queries_drawn']} "
@@ -80,7 +80,7 @@ def tuneshift_synth_body(run: Run) -> dict[str, Any]:
     write_samples(run, kept)
     journal.remove()
     figures["samples"] = len(kept)
-    if rules is not None:
+    if draws.rules is not None:
         figures.update(dropped.figures())
     return {**figures, **resumed(journal)}
 
